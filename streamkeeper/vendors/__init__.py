@@ -1,0 +1,1 @@
+"""Typed clients for the five vendor APIs, on the shared HTTP layer in `http`."""

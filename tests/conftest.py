@@ -1,0 +1,54 @@
+"""Shared fixtures: sandbox servers on loopback, a history store in a temp dir, Prefect's test harness."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+
+import pytest
+
+from streamkeeper.sandbox.base import SandboxServer, VendorSandbox
+from streamkeeper.sandbox.tls import TLSFiles, self_signed
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A self-signed certificate for HTTPS emulators, made once per session."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., SandboxServer]]:
+    """Start emulators on free loopback ports; all are stopped when the test ends.
+
+    ``server = serve(DMASandbox(), tls=tls_files)`` then ``server.url``.
+    """
+    servers: list[SandboxServer] = []
+
+    def start(app: VendorSandbox, tls: TLSFiles | None = None) -> SandboxServer:
+        server = SandboxServer(app, tls=tls).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """Prefect's test harness (a temporary API and database), started once per session (~10 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A fresh history-store path."""
+    return tmp_path / "history.duckdb"
