@@ -153,8 +153,10 @@ class FaultMiddleware:
 
 
 async def _answer(
-    send: Send, status: int, body: bytes, ctype: str, extra: list[tuple[bytes, bytes]] = []
+    send: Send, status: int, body: bytes, ctype: str, extra: list[tuple[bytes, bytes]] = None
 ) -> None:  # noqa: B006
+    if extra is None:
+        extra = []
     headers = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -178,7 +180,6 @@ class _Truncating:
             headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
             headers.append((b"content-length", str(len(_TRUNCATED)).encode()))
             await self.send({**message, "headers": headers})
-        elif message["type"] == "http.response.body":
-            if not getattr(self, "_sent", False):
-                self._sent = True
-                await self.send({"type": "http.response.body", "body": _TRUNCATED, "more_body": False})
+        elif message["type"] == "http.response.body" and not getattr(self, "_sent", False):
+            self._sent = True
+            await self.send({"type": "http.response.body", "body": _TRUNCATED, "more_body": False})
