@@ -107,6 +107,15 @@ class VendorSandbox:
         self.requests.reset()
         self.faults.clear()
 
+    def call_in_loop(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine on the server's event loop from another thread and return its result.
+
+        The way tests and generators change state or send deliveries while the server runs.
+        """
+        if self.server is None or self.server.loop is None:
+            raise RuntimeError(f"{self.name} sandbox is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self.server.loop).result(timeout)
+
     @property
     def url(self) -> str:
         """The base URL of the running emulator."""
@@ -208,6 +217,11 @@ class SandboxServer:
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the server runs on (None before start)."""
+        return self._loop
 
     @property
     def url(self) -> str:

@@ -208,7 +208,10 @@ class VendorClient:
     # -- parsing -------------------------------------------------------------------------------------------
     def parse(self, response: httpx.Response, tp: type[T] | Any, operation: str) -> T:
         """Parse a JSON answer into a pydantic type, or raise `MalformedResponse` naming what is wrong."""
-        data = self.json_body(response, operation)
+        return self.validate(self.json_body(response, operation), tp, operation)
+
+    def validate(self, data: Any, tp: type[T] | Any, operation: str) -> T:
+        """Validate already-decoded data into a pydantic type, or raise `MalformedResponse`."""
         try:
             return _adapter(tp).validate_python(data)  # type: ignore[no-any-return]
         except ValidationError as exc:

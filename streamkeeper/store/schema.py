@@ -1,0 +1,140 @@
+"""The history store's schema, as numbered migrations applied in order and recorded in `schema_migrations`.
+
+Add a migration by appending to `MIGRATIONS`; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "initial tables",
+        """
+        CREATE TABLE subscriptions (
+            version_id VARCHAR NOT NULL,
+            vendor VARCHAR NOT NULL,
+            account VARCHAR NOT NULL,
+            subscription_id VARCHAR NOT NULL,
+            name VARCHAR,
+            kind VARCHAR,
+            desired JSON,
+            observed JSON,
+            etag VARCHAR,
+            time_to_live INTEGER,
+            expires_at TIMESTAMPTZ,
+            previous_expires_at TIMESTAMPTZ,
+            status VARCHAR,
+            change VARCHAR NOT NULL,
+            detail VARCHAR,
+            valid_from TIMESTAMPTZ NOT NULL,
+            valid_to TIMESTAMPTZ,
+            flow_run_id VARCHAR
+        );
+        CREATE TABLE subscription_snapshots (
+            snapshot_id VARCHAR NOT NULL,
+            taken_at TIMESTAMPTZ NOT NULL,
+            vendor VARCHAR NOT NULL,
+            account VARCHAR NOT NULL,
+            subscription_id VARCHAR NOT NULL,
+            name VARCHAR,
+            etag VARCHAR,
+            not_modified BOOLEAN NOT NULL,
+            body JSON,
+            flow_run_id VARCHAR
+        );
+        CREATE TABLE events (
+            vendor VARCHAR NOT NULL,
+            stream VARCHAR NOT NULL,
+            event_id VARCHAR NOT NULL,
+            subscription_id VARCHAR,
+            account VARCHAR,
+            event_type VARCHAR,
+            occurred_at TIMESTAMPTZ,
+            received_at TIMESTAMPTZ NOT NULL,
+            loaded_at TIMESTAMPTZ NOT NULL,
+            payload JSON,
+            flow_run_id VARCHAR
+        );
+        CREATE TABLE onboarding_steps (
+            org_key VARCHAR NOT NULL,
+            org_id VARCHAR,
+            step VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            ids JSON,
+            detail VARCHAR,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ,
+            duration_ms DOUBLE,
+            flow_run_id VARCHAR
+        );
+        CREATE TABLE api_calls (
+            vendor VARCHAR NOT NULL,
+            operation VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,
+            status INTEGER,
+            latency_ms DOUBLE,
+            attempt INTEGER,
+            error VARCHAR,
+            called_at TIMESTAMPTZ NOT NULL,
+            flow_run_id VARCHAR
+        );
+        CREATE TABLE token_events (
+            vendor VARCHAR NOT NULL,
+            account VARCHAR NOT NULL,
+            event VARCHAR NOT NULL,
+            expires_at TIMESTAMPTZ,
+            detail VARCHAR,
+            "at" TIMESTAMPTZ NOT NULL,
+            flow_run_id VARCHAR
+        );
+        CREATE TABLE http_cache (
+            vendor VARCHAR NOT NULL,
+            account VARCHAR NOT NULL,
+            resource VARCHAR NOT NULL,
+            etag VARCHAR,
+            body JSON,
+            fetched_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (vendor, account, resource)
+        );
+        CREATE TABLE cursors (
+            source VARCHAR PRIMARY KEY,
+            position VARCHAR NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE event_gaps (
+            vendor VARCHAR NOT NULL,
+            stream VARCHAR NOT NULL,
+            subscription_id VARCHAR,
+            expected BIGINT,
+            received BIGINT,
+            detail VARCHAR,
+            detected_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE VIEW current_subscriptions AS
+            SELECT * FROM subscriptions WHERE valid_to IS NULL AND change <> 'deleted';
+        CREATE VIEW expiring_subscriptions AS
+            SELECT vendor, account, subscription_id, name, expires_at,
+                   date_diff('second', now(), expires_at) AS seconds_left
+            FROM current_subscriptions
+            WHERE expires_at IS NOT NULL
+            ORDER BY expires_at;
+        CREATE VIEW event_counts AS
+            SELECT vendor, stream, count(*) AS events,
+                   max(received_at) AS last_received_at,
+                   avg(date_diff('millisecond', occurred_at, received_at)) / 1000.0 AS avg_lag_seconds
+            FROM events GROUP BY vendor, stream;
+        """,
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1].version
