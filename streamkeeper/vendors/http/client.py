@@ -170,7 +170,9 @@ class VendorClient:
                 self._record(operation, method, path, None, started, attempt, type(exc).__name__)
                 delay = policy.delay(attempt, None) if idempotent else None
                 if delay is None:
-                    raise VendorUnreachable(self.vendor, operation, self._describe_transport(exc)) from None
+                    error = VendorUnreachable(self.vendor, operation, self._describe_transport(exc))
+                    error.transient = not _is_tls_trust_failure(exc)
+                    raise error from None
                 self._sleep(delay)
                 continue
             self._record(operation, method, path, response.status_code, started, attempt, None)
@@ -260,7 +262,7 @@ class VendorClient:
 
     def _describe_transport(self, exc: httpx.TransportError) -> str:
         text = str(exc) or type(exc).__name__
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        if _is_tls_trust_failure(exc):
             text = f"TLS certificate of {self.base_url} is not trusted by the configured CA bundle ({text})"
         elif isinstance(exc, httpx.TimeoutException):
             text = f"no answer from {self.base_url} in time ({type(exc).__name__})"
@@ -293,6 +295,11 @@ class VendorClient:
                 called_at=now_utc(),
             )
         )
+
+
+def _is_tls_trust_failure(exc: Exception) -> bool:
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
 
 
 def _text_snippet(response: httpx.Response) -> str | None:

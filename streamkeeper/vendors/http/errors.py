@@ -30,6 +30,9 @@ class VendorError(StreamkeeperError):
         operation: the client operation that failed, e.g. ``update_subscription``.
     """
 
+    transient = False
+    """Whether trying again later may succeed (no answer, 429, 5xx); False for our mistakes and refusals."""
+
     def __init__(self, vendor: str, operation: str, message: str) -> None:
         self.vendor = vendor
         self.operation = operation
@@ -43,6 +46,8 @@ class RequestInvalid(VendorError):
 
 class VendorUnreachable(VendorError):
     """The vendor could not be reached or did not answer (connection, TLS, timeout)."""
+
+    transient = True
 
 
 class MalformedResponse(VendorError):
@@ -95,9 +100,13 @@ class PreconditionFailed(VendorHTTPError):
 class RateLimited(VendorHTTPError):
     """429, still refused after the retries."""
 
+    transient = True
+
 
 class ServerError(VendorHTTPError):
     """5xx, still failing after the retries."""
+
+    transient = True
 
 
 _BY_STATUS: dict[int, type[VendorHTTPError]] = {
