@@ -1,0 +1,841 @@
+"""Emulator of Equinix SmartView stream subscriptions: token, both subscription APIs, subscription data.
+
+State (in memory): client credentials, each belonging to one organisation; bearer tokens with expiry;
+the seed API's subscriptions (one per organisation); the current API's subscriptions; and per
+subscription an append-only feed of messages, filled by `EquinixSandbox.emit` and served by
+``subscriptionData`` with stable offsets.
+
+Routes:
+
+- ``POST /oauth2/v1/token``: client credentials -> ``{access_token, token_timeout: "3599", token_type}``.
+- ``/smartview/v2/streams/subscriptions`` (seed): ``GET`` (the organisation's one subscription, an
+  object), ``POST``, ``DELETE`` (closes it); ``GET|PUT|DELETE .../{subscriptionId}``.
+- ``/smartview/v2/streaming/subscriptions`` (current): ``GET`` (array), ``POST`` (201 + ``Location``);
+  ``GET|PUT (204)|DELETE (204) .../{id}``; ``GET /smartview/v2/streaming/subscriptionData/{id}``.
+
+Errors use the ApiError shape ``{errorCode, errorMessage, correlationId, details, additionalInfo}``,
+except the seed API's own rules, which answer ``{errors: [{code, message, more_info, data}]}`` (the
+error list its subscription bodies carry). Behaviour the vendor does not document is marked ``# ours``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from streamkeeper.sandbox.base import VendorSandbox
+
+TOKEN_PATH = "/oauth2/v1/token"
+STREAMS = "/smartview/v2/streams/subscriptions"
+STREAMING = "/smartview/v2/streaming/subscriptions"
+DATA = "/smartview/v2/streaming/subscriptionData"
+
+DEFAULT_CLIENT_ID = "sandbox-equinix-client"  # ours: the sandbox's ready-made credentials
+DEFAULT_CLIENT_SECRET = "sandbox-equinix-secret"
+DEFAULT_ORG = "org-sandbox"
+
+DEFAULT_LIMIT = 250  # doc
+MAX_LIMIT = 1000  # ours
+HEARTBEAT_EVERY = timedelta(days=7)  # doc: weekly heartbeats
+
+# -- the seed API's vocabulary (seed) ----------------------------------------------------------------------
+STREAMS_FAMILIES: dict[str, dict[str, frozenset[str] | None]] = {
+    # family -> its filter fields (None: free text) besides accountNo and ibx
+    "alarm": {
+        "alarmType": frozenset({"ABSOLUTE", "DEVIATION", "DIGITAL", "MULTI_STATE"}),
+        "assetClassification": frozenset({"ELECTRICAL", "MECHANICAL", "ENVIRONMENTAL", "POWER"}),
+        "conditionName": frozenset({"ALARM", "HIGH", "HIGH_HIGH", "LOW", "LOW_LOW", "WARNING"}),
+        "region": frozenset({"AMER", "EMEA", "APAC"}),
+    },
+    "alert": {},
+    "asset": {"classification": frozenset({"ELECTRICAL", "MECHANICAL", "ENVIRONMENTAL", "POWER"})},
+    "environment": {"granularity": frozenset({"IBX", "ZONE", "CAGE"})},
+    "power": {},
+}
+METHODS = frozenset({"PULL", "PUSH"})
+PROVIDERS = frozenset({"GOOGLE", "AWS", "AWS_IOT", "AZURE", "KAFKA"})
+CONFIG_FIELDS = frozenset({"method", "provider", "region", "roleArnToAssume", "subscription", "token", "url"})
+
+# -- the current API's vocabulary (doc) --------------------------------------------------------------------
+STREAMING_FAMILIES: dict[str, dict[str, frozenset[str] | None]] = {
+    "asset": {
+        "assetClassification": frozenset({"ELECTRICAL", "MECHANICAL", "ENVIRONMENTAL", "POWER"}),
+        "assetId": None,
+    },
+    "environmental": {"level": frozenset({"IBX", "ZONE", "CAGE"})},
+    "power": {},
+    "meteredPower": {},
+    "systemAlert": {},
+    "customAlert": {"user": None},
+}
+CHANNEL_CONFIGS = {
+    "AWS_IOT_CORE": "awsIotCoreChannelConfiguration",
+    "WEBHOOK": "webhookChannelConfiguration",
+    "AZURE": "azureChannelConfiguration",
+    "REST": None,  # ours: the pull channel's channelType value is not published
+}
+GONE = frozenset({"DELETED", "DELETE_IN_PROGRESS"})
+
+# -- messages ----------------------------------------------------------------------------------------------
+# message type -> (the subscriptionData group it is served in, its messageTypes filter value)
+MESSAGE_GROUPS = {
+    "alarm": ("alarmMessageData", "ALARM"),
+    "system-alert": ("alertMessageData", "ALERT"),
+    "custom-alert": ("alertMessageData", "ALERT"),
+    "environmental": ("environmentMessageData", "ENVIRONMENTAL"),
+    "metered-power": ("meteredPowerMessageData", "METERED_POWER"),
+    "power": ("powerMessageData", "POWER"),
+    "tag-point": ("tagPointMessageData", "TAG_POINT"),
+}
+GROUP_ORDER = (
+    "alarmMessageData",
+    "alertMessageData",
+    "environmentMessageData",
+    "meteredPowerMessageData",
+    "powerMessageData",
+    "tagPointMessageData",
+)
+# subscription family -> the message types it yields (ours: the docs do not spell out the mapping)
+FAMILY_TYPES = {
+    "alarm": ("system-alert",),
+    "alert": ("system-alert", "custom-alert"),
+    "asset": ("tag-point",),
+    "environment": ("environmental",),
+    "environmental": ("environmental",),
+    "power": ("power", "metered-power"),
+    "meteredPower": ("metered-power",),
+    "systemAlert": ("system-alert",),
+    "customAlert": ("custom-alert",),
+}
+
+
+def _now_iso(when: datetime | None = None) -> str:
+    return (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _object_id() -> str:
+    return secrets.token_hex(12)  # ids look like MongoDB ObjectIds (doc examples)
+
+
+class _Invalid(Exception):
+    """A request body that breaks a rule: the field and why."""
+
+    def __init__(self, field: str, reason: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.status = status  # 400: not the documented shape; 422: breaks a rule (ours: the split)
+
+
+@dataclass
+class _Client:
+    secret: str
+    org_id: str
+
+
+@dataclass
+class _Token:
+    client_id: str
+    org_id: str
+    expires_at: float
+
+
+@dataclass
+class _Feed:
+    """The messages of one subscription, append-only, and the emulated clock of its generator."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    clock: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    last_heartbeat: datetime | None = None
+
+
+class EquinixSandbox(VendorSandbox):
+    """In-memory Equinix SmartView with both subscription APIs and a pull feed per subscription.
+
+    Attributes:
+        token_ttl: lifetime of an access token, in seconds (doc: ``token_timeout: "3599"``).
+        activation_seconds: how long a new subscription stays PENDING before it reads as ACTIVE.
+        emit_step: emulated time between two generated messages of a feed.
+        extra_fields: fields added to every subscription answer (to test tolerance of new fields).
+    """
+
+    name: ClassVar[str] = "equinix"
+    read_only: ClassVar[tuple[str, ...]] = (r"^/oauth2/v1/token$",)
+
+    token_ttl: float = 3599.0
+    activation_seconds: float = 0.0  # ours
+    emit_step: timedelta = timedelta(minutes=15)  # ours
+
+    def reset_state(self) -> None:
+        self._lock = threading.RLock()
+        self.clients: dict[str, _Client] = {DEFAULT_CLIENT_ID: _Client(DEFAULT_CLIENT_SECRET, DEFAULT_ORG)}
+        self.tokens: dict[str, _Token] = {}
+        self.streams: dict[str, dict[str, Any]] = {}  # seed API, by subscriptionId
+        self.streams_token: dict[str, str] = {}  # config.token by subscriptionId, never echoed
+        self.streaming: dict[str, dict[str, Any]] = {}  # current API, by id
+        self.feeds: dict[str, _Feed] = {}
+        self.extra_fields: dict[str, Any] = {}
+        self._rng = random.Random(4)
+
+    # -- test and demo helpers -----------------------------------------------------------------------------
+    def add_client(self, client_id: str, client_secret: str, org_id: str) -> None:
+        """Register API credentials belonging to an organisation."""
+        with self._lock:
+            self.clients[client_id] = _Client(client_secret, org_id)
+
+    def expire_tokens(self) -> None:
+        with self._lock:
+            self.tokens.clear()
+
+    def subscriptions(self, org_id: str | None = None) -> list[dict[str, Any]]:
+        """Every live subscription of both APIs (of one organisation, when given)."""
+        with self._lock:
+            found = [*self.streams.values(), *self.streaming.values()]
+        return [s for s in found if org_id is None or s["_org"] == org_id]
+
+    def feed(self, subscription_id: str) -> list[dict[str, Any]]:
+        """A copy of a subscription's messages, in offset order."""
+        with self._lock:
+            return [dict(m) for m in self._feed(subscription_id).messages]
+
+    def emit(self, subscription_id: str, count: int) -> list[dict[str, Any]]:
+        """Append `count` realistic messages to a subscription's pull feed and return them.
+
+        The message types follow the subscription's event families; each message is `emit_step` later
+        than the one before it (emulated time), and when a week of emulated time has passed since the
+        last heartbeat the next message is a heartbeat (``heartbeat: "true"``).
+
+        Raises:
+            KeyError: no live subscription has this id.
+        """
+        with self._lock:
+            subscription = self.streams.get(subscription_id) or self.streaming.get(subscription_id)
+            if subscription is None:
+                raise KeyError(f"no subscription {subscription_id!r}")
+            feed = self._feed(subscription_id)
+            sources = list(_sources(subscription))
+            added = []
+            for _ in range(count):
+                feed.clock += self.emit_step
+                family, account, ibx = self._rng.choice(sources)
+                if feed.last_heartbeat is None:
+                    feed.last_heartbeat = feed.clock
+                if feed.clock - feed.last_heartbeat >= HEARTBEAT_EVERY:
+                    feed.last_heartbeat = feed.clock
+                    message = _heartbeat(FAMILY_TYPES[family][0], ibx, feed.clock)
+                else:
+                    kind = self._rng.choice(FAMILY_TYPES[family])
+                    message = _message(self._rng, kind, account, ibx, feed.clock)
+                feed.messages.append(message)
+                added.append(message)
+            return [dict(m) for m in added]
+
+    def _feed(self, subscription_id: str) -> _Feed:
+        return self.feeds.setdefault(subscription_id, _Feed())
+
+    # -- the vendor's error shapes -------------------------------------------------------------------------
+    def error_body(self, status: int, code: str, message: str) -> tuple[bytes, str]:
+        return _api_error(code, message), "application/json"
+
+    def api_error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: str | None = None,
+        additional: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        body = _api_error(code, message, details, additional)
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+    def streams_error(self, status: int, code: str, message: str, more_info: str | None = None) -> Response:
+        # ours: the seed API's error answer reuses the errors[] entries of its subscription bodies
+        body = {"errors": [{"code": code, "message": message, "more_info": more_info or "", "data": {}}]}
+        return JSONResponse(body, status_code=status)
+
+    # -- routes --------------------------------------------------------------------------------------------
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route(TOKEN_PATH, self._token, methods=["POST"]),
+            Route(STREAMS, self._streams_get, methods=["GET"]),
+            Route(STREAMS, self._streams_post, methods=["POST"]),
+            Route(STREAMS, self._streams_delete, methods=["DELETE"]),
+            Route(STREAMS + "/{id}", self._streams_get_one, methods=["GET"]),
+            Route(STREAMS + "/{id}", self._streams_put, methods=["PUT"]),
+            Route(STREAMS + "/{id}", self._streams_delete, methods=["DELETE"]),
+            Route(STREAMING, self._streaming_list, methods=["GET"]),
+            Route(STREAMING, self._streaming_post, methods=["POST"]),
+            Route(STREAMING + "/{id}", self._streaming_get, methods=["GET"]),
+            Route(STREAMING + "/{id}", self._streaming_put, methods=["PUT"]),
+            Route(STREAMING + "/{id}", self._streaming_delete, methods=["DELETE"]),
+            Route(DATA + "/{id}", self._data, methods=["GET"]),
+        ]
+
+    # -- token ---------------------------------------------------------------------------------------------
+    async def _token(self, request: Request) -> Response:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            return self.api_error(400, "EQ-3000001", "Request body must be a JSON object")  # ours: codes
+        if body.get("grant_type") != "client_credentials":
+            return self.api_error(400, "EQ-3000002", "Unsupported grant_type", "use client_credentials")
+        client_id, client_secret = body.get("client_id"), body.get("client_secret")
+        if not isinstance(client_id, str) or not isinstance(client_secret, str):
+            return self.api_error(400, "EQ-3000003", "client_id and client_secret are required")
+        with self._lock:
+            client = self.clients.get(client_id)
+            if client is None or not secrets.compare_digest(client.secret, client_secret):
+                return self.api_error(401, "EQ-3000039", "Invalid client credentials")
+            token = secrets.token_urlsafe(24)
+            self.tokens[token] = _Token(client_id, client.org_id, time.time() + self.token_ttl)
+        return JSONResponse(
+            {"access_token": token, "token_timeout": str(int(self.token_ttl)), "token_type": "Bearer"}
+        )
+
+    def _caller(self, request: Request) -> _Token | Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            return self.api_error(401, "EQ-3000021", "Authorization header with a Bearer token is required")
+        with self._lock:
+            token = self.tokens.get(value.strip())
+            if token is not None and token.expires_at <= time.time():
+                del self.tokens[value.strip()]
+                token = None
+        if token is None:
+            return self.api_error(401, "EQ-3000022", "Invalid or expired access token")
+        return token
+
+    # -- seed API ------------------------------------------------------------------------------------------
+    def _org_stream(self, org_id: str) -> dict[str, Any] | None:
+        return next((s for s in self.streams.values() if s["_org"] == org_id), None)
+
+    def _streams_view(self, record: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+        self._activate(record)
+        view = {k: v for k, v in record.items() if not k.startswith("_")}
+        if status is not None:
+            view["status"] = status
+        return {**view, **self.extra_fields}
+
+    async def _streams_get(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        record = self._org_stream(caller.org_id)
+        if record is None:  # ours: the seed does not say what an organisation without one gets
+            return self.streams_error(404, "NOT_FOUND", "The organization has no stream subscription")
+        return JSONResponse(self._streams_view(record))
+
+    async def _streams_get_one(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        record = self._stream_of(caller, request.path_params["id"])
+        if record is None:
+            return self.streams_error(404, "NOT_FOUND", "No such subscription")
+        return JSONResponse(self._streams_view(record))
+
+    def _stream_of(self, caller: _Token, subscription_id: str) -> dict[str, Any] | None:
+        record = self.streams.get(subscription_id)
+        return record if record is not None and record["_org"] == caller.org_id else None
+
+    async def _streams_post(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        body = await _json(request)
+        try:
+            families, config, token = _check_streams(body)
+        except _Invalid as exc:
+            return self.streams_error(400, "INVALID_REQUEST", exc.reason, exc.field)  # ours: 400
+        if self._org_stream(caller.org_id) is not None:
+            # seed: "a subscription is tied to an Organization"; ours: a second one is refused with 409
+            return self.streams_error(
+                409, "SUBSCRIPTION_EXISTS", "The organization already has a stream subscription"
+            )
+        subscription_id = _object_id()
+        region = (config.get("region") or "global").lower()
+        record: dict[str, Any] = {
+            "subscriptionId": subscription_id,
+            # ours: the vendor names the subscription; the seed example is a Google Pub/Sub path
+            "subscriptionName": f"projects/smartview-sandbox/subscriptions/{caller.org_id}_{region}",
+            "status": "PENDING",  # ours: PENDING, then ACTIVE after activation_seconds
+            **families,
+            "config": config,
+            "errors": [],
+            "connectionString": None,
+            "manageConnectionString": None,
+            "_org": caller.org_id,
+            "_created": time.time(),
+        }
+        if config.get("provider") == "AZURE":  # seed: connectionString is used only with AZURE
+            key = secrets.token_urlsafe(24)
+            hub = f"Endpoint=sb://smartview-sandbox.servicebus.windows.net/;EntityPath={subscription_id}"
+            record["connectionString"] = f"{hub};SharedAccessKeyName=listen;SharedAccessKey={key}"
+            record["manageConnectionString"] = f"{hub};SharedAccessKeyName=manage;SharedAccessKey={key}m"
+        with self._lock:
+            self.streams[subscription_id] = record
+            if token is not None:
+                self.streams_token[subscription_id] = token
+        return JSONResponse(self._streams_view(record, status="PENDING"))  # ours: 200 with the body
+
+    async def _streams_put(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        record = self._stream_of(caller, request.path_params["id"])
+        if record is None:
+            return self.streams_error(404, "NOT_FOUND", "No such subscription")
+        body = await _json(request)
+        try:
+            families, config, token = _check_streams(body)
+        except _Invalid as exc:
+            return self.streams_error(400, "INVALID_REQUEST", exc.reason, exc.field)
+        with self._lock:
+            record.update(families)
+            record["config"] = config
+            if token is not None:
+                self.streams_token[record["subscriptionId"]] = token
+        return JSONResponse(self._streams_view(record))
+
+    async def _streams_delete(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        subscription_id = request.path_params.get("id")
+        if subscription_id is None:  # seed: DELETE without an id closes the organisation's subscription
+            record = self._org_stream(caller.org_id)
+        else:  # ours: an id is accepted too
+            record = self._stream_of(caller, subscription_id)
+        if record is None:
+            return self.streams_error(404, "NOT_FOUND", "No such subscription")
+        with self._lock:
+            self.streams.pop(record["subscriptionId"], None)
+            self.streams_token.pop(record["subscriptionId"], None)
+        return JSONResponse(self._streams_view(record, status="DELETED"))  # ours: the closed one, DELETED
+
+    # -- current API ---------------------------------------------------------------------------------------
+    def _streaming_of(self, caller: _Token, subscription_id: str) -> dict[str, Any] | None:
+        record = self.streaming.get(subscription_id)
+        return record if record is not None and record["_org"] == caller.org_id else None
+
+    def _streaming_view(self, record: dict[str, Any]) -> dict[str, Any]:
+        self._activate(record)
+        return {**{k: v for k, v in record.items() if not k.startswith("_")}, **self.extra_fields}
+
+    def _channel_clash(self, caller: _Token, channel_type: str, exclude: str | None = None) -> str | None:
+        """The channel type already used in the organisation, when it differs from `channel_type`."""
+        for record in self.streaming.values():
+            if (
+                record["_org"] == caller.org_id
+                and record["id"] != exclude
+                and record["status"] not in GONE
+                and record["channel"]["channelType"] != channel_type
+            ):
+                return str(record["channel"]["channelType"])
+        return None
+
+    async def _streaming_list(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        records = [r for r in self.streaming.values() if r["_org"] == caller.org_id]
+        return JSONResponse([self._streaming_view(r) for r in records])
+
+    async def _streaming_get(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        record = self._streaming_of(caller, request.path_params["id"])
+        if record is None:
+            return self.api_error(404, "EQ-4040001", "Subscription not found")
+        return JSONResponse(self._streaming_view(record))
+
+    def _check_streaming_request(
+        self, caller: _Token, body: Any, exclude: str | None = None
+    ) -> Response | dict[str, Any]:
+        try:
+            message_type, channel = _check_streaming(body)
+        except _Invalid as exc:
+            return self.api_error(
+                exc.status,
+                "EQ-4220001" if exc.status == 422 else "EQ-4000001",
+                "Invalid subscription request",
+                exc.reason,
+                [{"property": exc.field, "reason": exc.reason}],
+            )
+        used = self._channel_clash(caller, channel["channelType"], exclude)
+        if used is not None:  # doc: only one communication channel type per organization
+            return self.api_error(
+                422,
+                "EQ-4220002",
+                "Only one channel type per organization",
+                f"the organization already uses channelType {used}",
+                [{"property": "channel.channelType", "reason": f"must be {used}"}],
+            )
+        return {"messageType": message_type, "channel": channel}
+
+    async def _streaming_post(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        checked = self._check_streaming_request(caller, await _json(request))
+        if isinstance(checked, Response):
+            return checked
+        subscription_id = _object_id()
+        now = _now_iso()
+        with self._lock:
+            self.streaming[subscription_id] = {
+                "id": subscription_id,
+                "status": "PENDING",  # doc: PENDING, ACTIVE, FAILED, DELETE_IN_PROGRESS, DELETED
+                **checked,
+                "orgId": caller.org_id,
+                "createdBy": caller.client_id,
+                "createdDateTime": now,
+                "updatedBy": caller.client_id,
+                "updatedDateTime": now,
+                "_org": caller.org_id,
+                "_created": time.time(),
+            }
+        return Response(status_code=201, headers={"Location": f"{STREAMING}/{subscription_id}"})
+
+    async def _streaming_put(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        record = self._streaming_of(caller, request.path_params["id"])
+        if record is None:
+            return self.api_error(404, "EQ-4040001", "Subscription not found")
+        checked = self._check_streaming_request(caller, await _json(request), exclude=record["id"])
+        if isinstance(checked, Response):
+            return checked
+        with self._lock:
+            record.update(checked, updatedBy=caller.client_id, updatedDateTime=_now_iso())
+        return Response(status_code=204)
+
+    async def _streaming_delete(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        record = self._streaming_of(caller, request.path_params["id"])
+        if record is None:
+            return self.api_error(404, "EQ-4040001", "Subscription not found")
+        with self._lock:
+            self.streaming.pop(record["id"], None)  # ours: gone at once (no DELETE_IN_PROGRESS phase)
+        return Response(status_code=204)
+
+    def _activate(self, record: dict[str, Any]) -> None:
+        if record.get("status") == "PENDING" and time.time() - record["_created"] >= self.activation_seconds:
+            record["status"] = "ACTIVE"
+
+    # -- subscription data ---------------------------------------------------------------------------------
+    async def _data(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, Response):
+            return caller
+        subscription_id = request.path_params["id"]
+        # ours: the pull feed of a seed API subscription is served here too
+        if (
+            self._streaming_of(caller, subscription_id) is None
+            and self._stream_of(caller, subscription_id) is None
+        ):
+            return self.api_error(404, "EQ-4040001", "Subscription not found")
+        query = request.query_params
+        try:
+            offset = _int_param(query.get("offset"), "offset", 0, 0, None)
+            limit = _int_param(query.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+            types = set(_list_param(query.getlist("messageTypes")))
+            unknown = types - {t for _, t in MESSAGE_GROUPS.values()}
+            if unknown:
+                raise _Invalid("messageTypes", f"unknown message types {sorted(unknown)}")
+        except _Invalid as exc:
+            return self.api_error(
+                400,
+                "EQ-4000002",
+                "Invalid query",
+                exc.reason,
+                [{"property": exc.field, "reason": exc.reason}],
+            )
+        ibxs = set(_list_param(query.getlist("ibxs")))
+        streams = set(_list_param(query.getlist("streamIds")))
+        with self._lock:
+            messages = [
+                m
+                for m in self._feed(subscription_id).messages
+                if (not types or MESSAGE_GROUPS[m["type"]][1] in types)
+                and (not ibxs or m["data"].get("ibx") in ibxs)
+                and (not streams or m["data"].get("streamId") in streams)
+            ]
+        page = messages[offset : offset + limit]
+        body: dict[str, Any] = {group: [] for group in GROUP_ORDER}
+        for message in page:
+            body[MESSAGE_GROUPS[message["type"]][0]].append(message)
+
+        def link(at: int) -> str:
+            params: list[tuple[str, str | int]] = [("offset", at), ("limit", limit)]
+            params += [("ibxs", i) for i in sorted(ibxs)] + [("messageTypes", t) for t in sorted(types)]
+            params += [("streamIds", s) for s in sorted(streams)]
+            return f"{DATA}/{subscription_id}?{urlencode(params)}"
+
+        total = len(messages)
+        body["pagination"] = {
+            "limit": limit,
+            "offset": offset,
+            "total": total,
+            "next": link(offset + limit) if offset + limit < total else None,
+            "previous": link(max(0, offset - limit)) if offset > 0 else None,
+        }
+        return JSONResponse(body)
+
+
+# -- request checks ----------------------------------------------------------------------------------------
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
+def _check_filters(
+    body: dict[str, Any],
+    families: dict[str, dict[str, frozenset[str] | None]],
+    account_field: str,
+    ibx_is_list: bool,
+) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for family, fields in families.items():
+        entries = body.get(family) or []
+        if not isinstance(entries, list):
+            raise _Invalid(family, "must be an array")
+        out[family] = []
+        for i, entry in enumerate(entries):
+            where = f"{family}[{i}]"
+            if not isinstance(entry, dict):
+                raise _Invalid(where, "must be an object")
+            unknown = set(entry) - {account_field, "ibx", *fields}
+            if unknown:
+                raise _Invalid(f"{where}.{sorted(unknown)[0]}", "unknown field")  # ours: strict
+            account = entry.get(account_field)
+            if not isinstance(account, str) or not account:
+                raise _Invalid(f"{where}.{account_field}", "is required")
+            ibx = entry.get("ibx")
+            if ibx_is_list:
+                if not isinstance(ibx, list) or not ibx or not all(isinstance(x, str) and x for x in ibx):
+                    raise _Invalid(f"{where}.ibx", "must be a non-empty array of IBX codes")
+            elif not isinstance(ibx, str) or not ibx:
+                raise _Invalid(f"{where}.ibx", "is required")
+            for name, allowed in fields.items():
+                value = entry.get(name)
+                if value is None:
+                    continue
+                if allowed is None:
+                    if not isinstance(value, str | list):
+                        raise _Invalid(f"{where}.{name}", "must be a string or an array")
+                    continue
+                values = [value] if isinstance(value, str) else value  # seed: region is a string or array
+                if not isinstance(values, list) or any(v not in allowed for v in values):
+                    raise _Invalid(f"{where}.{name}", f"values must be among {sorted(allowed)}")
+            out[family].append(entry)
+    return out
+
+
+def _check_streams(body: Any) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """Validate a seed API body: (families, config without its token, the token)."""
+    if not isinstance(body, dict):
+        raise _Invalid("(body)", "must be a JSON object")
+    unknown = set(body) - {*STREAMS_FAMILIES, "config"}
+    if unknown:
+        raise _Invalid(sorted(unknown)[0], "unknown field")  # ours: strict
+    families = _check_filters(body, STREAMS_FAMILIES, "accountNo", ibx_is_list=False)
+    if not any(families.values()):
+        raise _Invalid("(body)", "subscribe to at least one of " + ", ".join(STREAMS_FAMILIES))  # ours
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise _Invalid("config", "must be an object")
+    if set(config) - CONFIG_FIELDS:
+        raise _Invalid(f"config.{sorted(set(config) - CONFIG_FIELDS)[0]}", "unknown field")
+    for name in CONFIG_FIELDS:
+        if config.get(name) is not None and not isinstance(config[name], str):
+            raise _Invalid(f"config.{name}", "must be a string")
+    if config.get("method") is not None and config["method"] not in METHODS:
+        raise _Invalid("config.method", f"must be one of {sorted(METHODS)}")
+    if config.get("provider") is not None and config["provider"] not in PROVIDERS:
+        raise _Invalid("config.provider", f"must be one of {sorted(PROVIDERS)}")
+    if config.get("method") == "PUSH" and not config.get("url"):
+        raise _Invalid("config.url", "is required when method is PUSH")  # ours
+    token = config.get("token")
+    shown = {k: v for k, v in config.items() if k != "token" and v is not None}  # the token is never echoed
+    return families, shown, token
+
+
+def _check_streaming(body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate a current API body: (messageType with every family, channel)."""
+    if not isinstance(body, dict):
+        raise _Invalid("(body)", "must be a JSON object")
+    unknown = set(body) - {"messageType", "channel"}
+    if unknown:
+        raise _Invalid(sorted(unknown)[0], "unknown field")  # ours: strict
+    message_type = body.get("messageType")
+    if not isinstance(message_type, dict):
+        raise _Invalid("messageType", "is required")
+    unknown = set(message_type) - set(STREAMING_FAMILIES)
+    if unknown:
+        raise _Invalid(f"messageType.{sorted(unknown)[0]}", "unknown message type")
+    families = _check_filters(message_type, STREAMING_FAMILIES, "accountNumber", ibx_is_list=True)
+    if not any(families.values()):
+        raise _Invalid("messageType", "subscribe to at least one message type", 422)  # ours
+    channel = body.get("channel")
+    if not isinstance(channel, dict):
+        raise _Invalid("channel", "is required")
+    channel_type = channel.get("channelType")
+    if channel_type not in CHANNEL_CONFIGS:
+        raise _Invalid("channel.channelType", f"must be one of {sorted(CHANNEL_CONFIGS)}")
+    wanted = CHANNEL_CONFIGS[channel_type]
+    others = set(channel) - {"channelType", wanted}
+    if others:  # doc: only one channel is allowed for a single subscription
+        raise _Invalid("channel", f"{sorted(others)[0]} does not go with channelType {channel_type}", 422)
+    config = channel.get(wanted) if wanted else None
+    needs_url = wanted is not None and channel_type != "AZURE"
+    if needs_url and not (isinstance(config, dict) and isinstance(config.get("url"), str) and config["url"]):
+        raise _Invalid(f"channel.{wanted}.url", "is required")
+    return families, channel
+
+
+def _int_param(raw: str | None, name: str, default: int, low: int, high: int | None) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _Invalid(name, "must be an integer") from None
+    if value < low or (high is not None and value > high):
+        raise _Invalid(name, f"must be between {low} and {high}" if high else f"must be >= {low}")
+    return value
+
+
+def _list_param(values: Iterable[str]) -> list[str]:
+    return [part for value in values for part in value.split(",") if part]
+
+
+# -- message generation ------------------------------------------------------------------------------------
+def _sources(subscription: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
+    """(family, account, ibx) of every filter of a subscription, either API."""
+    families = subscription.get("messageType") or {k: subscription.get(k) for k in STREAMS_FAMILIES}
+    found = False
+    for family, entries in families.items():
+        for entry in entries or []:
+            account = entry.get("accountNo") or entry.get("accountNumber") or ""
+            ibxs = entry["ibx"] if isinstance(entry["ibx"], list) else [entry["ibx"]]
+            for ibx in ibxs:
+                found = True
+                yield family, account, ibx
+    if not found:
+        yield "environment", "", "SV1"
+
+
+def _stream_id(rng: random.Random) -> str:
+    return str(rng.randint(20_000_000, 20_000_040))  # a few dozen assets, so streams repeat
+
+
+def _reading_time(when: datetime) -> str:
+    return _now_iso(when)
+
+
+_ENVIRONMENT_TAGS = (
+    ("TEMPERATURE", "Temperature", "°C", 18.0, 27.0),
+    ("HUMIDITY", "Humidity", "%RH", 20.0, 60.0),
+)
+_TAG_POINTS = (("VOLTAGE", "Voltage", "V", 200.0, 240.0), ("CURRENT", "Current", "A", 0.5, 16.0))
+
+
+def _message(rng: random.Random, kind: str, account: str, ibx: str, when: datetime) -> dict[str, Any]:
+    stream_id = _stream_id(rng)
+    at = _reading_time(when)
+    cage = f"{ibx}:01:{rng.randint(1000, 9999):06d}"
+    if kind == "environmental":
+        tag, name, unit, low, high = rng.choice(_ENVIRONMENT_TAGS)
+        level = rng.choice(("IBX", "ZONE", "CAGE"))
+        data = {
+            "asset": {"id": f"{ibx}.{level}.{stream_id}", "level": level},
+            "dataQuality": rng.choice(("GOOD", "GOOD", "GOOD", "UNCERTAIN")),
+            "ibx": ibx,
+            "reading": {"unit": unit, "value": round(rng.uniform(low, high), 2)},
+            "readingTime": at,
+            "streamId": stream_id,
+            "tag": {"displayName": name, "id": tag},
+        }
+    elif kind in ("power", "metered-power"):
+        unit, low, high = ("kW", 0.2, 8.0) if kind == "power" else ("kWh", 100.0, 90_000.0)
+        data = {
+            "streamId": stream_id,
+            "ibx": ibx,
+            "asset": {"id": stream_id, "type": "CIRCUIT"},
+            "cage": cage,
+            "cabinet": f"{cage}:{rng.randint(1, 40):04d}",
+            "reading": {"unit": unit, "value": round(rng.uniform(low, high), 3)},
+            "readingTime": at,
+            "tag": {"displayName": "Power" if kind == "power" else "Energy", "id": kind.upper()},
+        }
+    elif kind == "tag-point":
+        tag, name, unit, low, high = rng.choice(_TAG_POINTS)
+        data = {
+            "streamId": stream_id,
+            "ibx": ibx,
+            "asset": {"id": f"{ibx}.ELEC.{stream_id}", "classification": "ELECTRICAL"},
+            "dataQuality": "GOOD",
+            "reading": {"unit": unit, "value": round(rng.uniform(low, high), 2)},
+            "readingTime": at,
+            "tag": {"displayName": name, "id": tag},
+        }
+    else:  # system-alert, custom-alert
+        data = {
+            "alertId": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "accountNumber": account,
+            "ibx": ibx,
+            "streamId": stream_id,
+            "severity": rng.choice(("MINOR", "MAJOR", "CRITICAL")),
+            "message": rng.choice(("Temperature above threshold", "Breaker tripped", "Humidity low")),
+            "alertTime": at,
+        }
+        if kind == "custom-alert":
+            data["user"] = "sandbox-user"
+    return {"type": kind, "data": data}
+
+
+def _heartbeat(kind: str, ibx: str, when: datetime) -> dict[str, Any]:
+    # doc: weekly heartbeats carry heartbeat "true"; ours: their type and data
+    return {"type": kind, "heartbeat": "true", "data": {"ibx": ibx, "readingTime": _reading_time(when)}}
+
+
+def _api_error(
+    code: str, message: str, details: str | None = None, additional: list[dict[str, str]] | None = None
+) -> bytes:
+    return json.dumps(
+        {
+            "errorCode": code,
+            "errorMessage": message,
+            "correlationId": str(uuid.uuid4()),
+            "details": details or message,
+            "additionalInfo": additional or [],
+        }
+    ).encode()
+
+
+__all__ = ["DEFAULT_CLIENT_ID", "DEFAULT_CLIENT_SECRET", "DEFAULT_ORG", "EquinixSandbox"]
