@@ -257,13 +257,21 @@ class SandboxServer:
     def stop(self) -> None:
         """Stop serving and close every open connection (kept-alive ones too)."""
         self._server.should_exit = True
-        for conn in list(self._server.server_state.connections):
-            transport = getattr(conn, "transport", None)
-            if transport is not None and self._loop is not None:
-                self._loop.call_soon_threadsafe(transport.abort)
+        if self._loop is not None and not self._loop.is_closed():
+            # on the loop, listeners first: a connection accepted after a snapshot taken here would
+            # otherwise hold stop() until the graceful-shutdown timeout and get a 500, not an outage
+            self._loop.call_soon_threadsafe(self._close_connections)
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._sock.close()
+
+    def _close_connections(self) -> None:
+        for listener in getattr(self._server, "servers", []):
+            listener.close()
+        for conn in list(self._server.server_state.connections):
+            transport = getattr(conn, "transport", None)
+            if transport is not None:
+                transport.abort()
 
     def __enter__(self) -> SandboxServer:
         return self.start()
