@@ -167,7 +167,7 @@ def test_every_operation_round_trips(server: SandboxServer, ts: ThingSpaceSandbo
     client.delete_target(rest.id)
     assert client.query_subscriptions() == []
     assert {t.id for t in client.query_targets()} == {iot.id, sqs.id}
-    # ... but no answer ever carries them
+    # the stored receiver credentials never come back in any answer
     assert all(s not in body.decode() for _, _, body in recording.exchanges for s in SENTINELS)
     # the queries and token requests are not writes
     assert ts.requests.writes == 8  # 3 targets, 1 external id, create + update + 2 deletes
