@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from streamkeeper.vendors.http import (
     HeaderAuth,
+    NotFound,
     RequestInvalid,
     RequestModel,
     Token,
@@ -456,9 +457,12 @@ class ThingSpaceClient(VendorClient):
         )
         return self.parse(response, list[Target], "query_targets")
 
-    def delete_target(self, target_id: str, *, account: str | None = None) -> None:
-        """Delete a target (ThingSpace refuses while a subscription uses it: `Conflict`)."""
-        self._delete("delete_target", f"{CC_BASE}/targets/actions/delete", target_id, account)
+    def delete_target(self, target_id: str, *, account: str | None = None, missing_ok: bool = False) -> None:
+        """Delete a target (refused with `Conflict` while a subscription uses it).
+
+        `missing_ok` turns `NotFound` into success (also the case of a retried delete whose answer was lost).
+        """
+        self._delete("delete_target", f"{CC_BASE}/targets/actions/delete", target_id, account, missing_ok)
 
     def new_external_id(self, *, account: str | None = None) -> str:
         """A new external id, the string ThingSpace passes to AWS when it assumes a ``streamawsiot`` role."""
@@ -534,11 +538,12 @@ class ThingSpaceClient(VendorClient):
         )
         return self.parse(response, Subscription, "update_subscription")
 
-    def delete_subscription(self, subscription_id: str, *, account: str | None = None) -> None:
-        """Delete a subscription."""
-        self._delete(
-            "delete_subscription", f"{CC_BASE}/subscriptions/actions/delete", subscription_id, account
-        )
+    def delete_subscription(
+        self, subscription_id: str, *, account: str | None = None, missing_ok: bool = False
+    ) -> None:
+        """Delete a subscription; `missing_ok` turns `NotFound` into success."""
+        path = f"{CC_BASE}/subscriptions/actions/delete"
+        self._delete("delete_subscription", path, subscription_id, account, missing_ok)
 
     # -- errors ------------------------------------------------------------------------------------------------
     def error_details(self, response: httpx.Response) -> tuple[str | None, str | None]:
@@ -586,9 +591,15 @@ class ThingSpaceClient(VendorClient):
             body["$selection"] = dict(selection)
         return self._build(operation, QueryRequest, body, account)
 
-    def _delete(self, operation: str, path: str, resource_id: str, account: str | None) -> None:
+    def _delete(
+        self, operation: str, path: str, resource_id: str, account: str | None, missing_ok: bool
+    ) -> None:
         request = self._build(operation, DeleteRequest, {"resourceidentifier": {"id": resource_id}}, account)
-        self.request("POST", path, operation=operation, json=_wire(request), idempotent=True)
+        try:
+            self.request("POST", path, operation=operation, json=_wire(request), idempotent=True)
+        except NotFound:
+            if not missing_ok:
+                raise
 
 
 def _apply_tokens(request: httpx.Request, token: Token) -> None:

@@ -320,6 +320,7 @@ def test_documented_errors(server: SandboxServer, ts: ThingSpaceSandbox) -> None
         with pytest.raises(NotFound) as missing:
             operation(str(uuid.uuid4()))
         assert (missing.value.status, missing.value.code) == (404, "not_found")
+        operation(str(uuid.uuid4()), missing_ok=True)
     with pytest.raises(NotFound):
         client.update_subscription({"id": str(uuid.uuid4()), "disabled": True})
 
