@@ -1,11 +1,28 @@
-"""Prefect Block types of streamkeeper: one credentials block per vendor, and the history store.
+"""Prefect Block types of streamkeeper: one credentials block per vendor.
 
-Register them all with ``streamkeeper connect`` (which registers before it saves) or
-``prefect block register -m blocks``.
+Register them all with ``prefect block register -m blocks``; ``streamkeeper connect`` registers the one it
+saves.
 """
 
 from blocks.dma import DMACredentials
+from blocks.equinix import EquinixCredentials
+from blocks.plt import PLTCredentials
+from blocks.stream import StreamCredentials
+from blocks.thingspace import ThingSpaceCredentials
 
-ALL_BLOCK_TYPES = [DMACredentials]
+ALL_BLOCK_TYPES = [
+    DMACredentials,
+    PLTCredentials,
+    StreamCredentials,
+    ThingSpaceCredentials,
+    EquinixCredentials,
+]
 
-__all__ = ["ALL_BLOCK_TYPES", "DMACredentials"]
+__all__ = [
+    "ALL_BLOCK_TYPES",
+    "DMACredentials",
+    "EquinixCredentials",
+    "PLTCredentials",
+    "StreamCredentials",
+    "ThingSpaceCredentials",
+]

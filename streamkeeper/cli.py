@@ -184,6 +184,24 @@ def report(
     echo(render(run_report(name, db), format))
 
 
+def _register_commands() -> None:
+    import importlib
+
+    from streamkeeper.commands import MODULES
+
+    for name in MODULES:
+        try:
+            module = importlib.import_module(f"streamkeeper.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"streamkeeper.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(app)
+
+
+_register_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command, turning user-facing errors into one line and an exit code."""
     command = typer.main.get_command(app)

@@ -39,12 +39,7 @@ class Sandbox:
         sandbox = cls(tls=self_signed(state / "tls", common_name="dma-sandbox"))
         try:
             for offset, vendor in enumerate(ORDER):
-                try:
-                    app = _build(vendor, sandbox.apps, options.get(vendor, {}))
-                except ModuleNotFoundError as exc:  # TODO(lead): remove once every emulator has landed
-                    if exc.name and exc.name.startswith("streamkeeper.sandbox."):
-                        continue
-                    raise
+                app = _build(vendor, sandbox.apps, options.get(vendor, {}))
                 port = base_port + offset if base_port else 0
                 tls = sandbox.tls if vendor == "dma" else None
                 sandbox.servers[vendor] = SandboxServer(app, port=port, tls=tls).start()
@@ -87,7 +82,7 @@ def _build(vendor: str, started: dict[str, VendorSandbox], options: dict[str, An
     if vendor == "plt":
         from streamkeeper.sandbox.plt import PLTSandbox
 
-        return PLTSandbox(**options)
+        return PLTSandbox(pubnub=started["pubnub"], **options)  # type: ignore[arg-type]
     from streamkeeper.sandbox import emulator_class
 
     return emulator_class(vendor)(**options)
