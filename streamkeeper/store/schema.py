@@ -135,6 +135,60 @@ MIGRATIONS: list[Migration] = [
             FROM events GROUP BY vendor, stream;
         """,
     ),
+    Migration(
+        2,
+        "audits, drift findings and the drift view; snapshot body hashes",
+        """
+        ALTER TABLE subscription_snapshots ADD COLUMN body_hash VARCHAR;
+        ALTER TABLE subscription_snapshots ADD COLUMN resource VARCHAR;
+        CREATE TABLE audits (
+            audit_id VARCHAR NOT NULL,
+            vendor VARCHAR NOT NULL,
+            account VARCHAR NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ NOT NULL,
+            observed INTEGER NOT NULL,
+            not_modified INTEGER NOT NULL,
+            bodies_stored INTEGER NOT NULL,
+            requests INTEGER,
+            spec_checked BOOLEAN NOT NULL,
+            findings INTEGER NOT NULL,
+            error VARCHAR,
+            flow_run_id VARCHAR
+        );
+        CREATE TABLE drift_findings (
+            audit_id VARCHAR NOT NULL,
+            found_at TIMESTAMPTZ NOT NULL,
+            vendor VARCHAR NOT NULL,
+            account VARCHAR NOT NULL,
+            resource VARCHAR NOT NULL,
+            subscription_id VARCHAR,
+            name VARCHAR,
+            against VARCHAR NOT NULL,
+            finding VARCHAR NOT NULL,
+            fields JSON,
+            detail VARCHAR,
+            flow_run_id VARCHAR
+        );
+        CREATE VIEW drift AS
+            SELECT f.vendor, f.account, f.resource, f.subscription_id, f.name, f.against, f.finding,
+                   f.fields, f.detail, f.found_at, f.audit_id, f.flow_run_id
+            FROM drift_findings AS f
+            JOIN (SELECT vendor, account, arg_max(audit_id, finished_at) AS audit_id
+                  FROM audits WHERE error IS NULL GROUP BY vendor, account) AS latest
+              USING (vendor, account, audit_id);
+        CREATE VIEW token_health AS
+            SELECT vendor, account,
+                   arg_max(event, "at") AS last_event,
+                   max("at") AS last_event_at,
+                   arg_max(expires_at, "at") AS expires_at,
+                   date_diff('second', now(), arg_max(expires_at, "at")) AS seconds_left,
+                   max("at") FILTER (WHERE event <> 'failed') AS last_success_at,
+                   max("at") FILTER (WHERE event = 'failed') AS last_failure_at,
+                   arg_max(detail, "at") AS detail
+            FROM token_events GROUP BY vendor, account;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
