@@ -534,6 +534,7 @@ class StreamSandbox(VendorSandbox):
         return [
             r("/oauth/token", self._token, "POST"),
             r("/partner/tokens", self._create_partner_token, "POST"),  # ours
+            r("/partner/tokens", self._list_partner_tokens, "GET"),  # ours
             r("/white-label/generate-session", self._generate_session, "POST"),
             r("/white-label/redeem-session", self._redeem_session, "POST"),  # ours
             r("/white-label/login", self._login_page, "GET"),  # ours
@@ -725,6 +726,21 @@ class StreamSandbox(VendorSandbox):
             }
             self.partner_tokens[record["_id"]] = record
         return JSONResponse({**record, "token": secrets.token_urlsafe(32)}, status_code=201)
+
+    async def _list_partner_tokens(self, request: Request) -> Response:
+        # ours: the seed has no read of partner tokens; this one lists them without their values
+        token = self._auth(request, SCOPE_ONBOARDING)
+        org_id = request.query_params.get("org_id")
+        with self._lock:
+            if org_id is not None:
+                self._org(org_id, token)
+            found = [
+                dict(t)
+                for t in self.partner_tokens.values()
+                if self.orgs[t["org_id"]].partner_id == token.partner_id
+                and (org_id is None or t["org_id"] == org_id)
+            ]
+        return JSONResponse({"tokens": found})
 
     # -- SSO -------------------------------------------------------------------------------------------
     async def _generate_session(self, request: Request) -> Response:

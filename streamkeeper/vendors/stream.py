@@ -257,7 +257,10 @@ class TokenInfo(BaseModel):
 
 
 class PartnerToken(VendorModel):
-    """Answer of createPartnerToken. The seed shows ``{}``: every field here is ours and optional."""
+    """Answer of createPartnerToken. The seed shows ``{}``: every field here is ours and optional.
+
+    `token` (the secret) is only in the create answer, never in `StreamClient.list_partner_tokens`.
+    """
 
     id: str | None = Field(default=None, alias="_id")
     org_id: str | None = None
@@ -401,6 +404,10 @@ class FlagEvaluation(VendorModel):
     flag_key: str = Field(alias="flagKey")
     value: Any = None
     enabled: bool
+
+
+class _PartnerTokens(VendorModel):
+    tokens: list[PartnerToken]
 
 
 class _OnboardingEnvelope(VendorModel):
@@ -634,6 +641,12 @@ class StreamClient(VendorClient):
         if token.token is not None:
             register_secret(token.token.get_secret_value())
         return token
+
+    def list_partner_tokens(self, *, org_id: str | None = None) -> list[PartnerToken]:
+        """The partner tokens created so far, without their values (ours: ``GET /partner/tokens?org_id=``)."""
+        params = {"org_id": org_id} if org_id else None
+        response = self.request("GET", "/partner/tokens", operation="list_partner_tokens", params=params)
+        return self.parse(response, _PartnerTokens, "list_partner_tokens").tokens
 
     def generate_sso_session(
         self,
