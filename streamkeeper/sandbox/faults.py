@@ -10,7 +10,11 @@ of a vendor app. Kinds:
 - ``drop_after``: let the app handle the request (it may create something), then close the connection
   without sending the answer: the case of a create whose answer was lost;
 - ``token_expiry``: revoke every token the vendor has issued, then handle the request (so it gets 401);
-- ``malformed``: handle the request, then send a truncated, unparseable body with the real status.
+- ``malformed``: handle the request, then send a truncated, unparseable body with the real status;
+- ``html_error``: answer 500 with an HTML error page (what a proxy in front of a vendor sends);
+- ``empty``: answer 200 with an empty body;
+- ``wrong_shape``: answer 200 with valid JSON of the wrong shape (a bare number);
+- ``huge``: answer 200 with a JSON body of `huge_bytes` bytes.
 
 Set from Python (``sandbox.faults.set(rate=0.2, kinds=["429", "5xx"])``) or over HTTP
 (``POST /_sandbox/faults`` with the same fields as JSON).
@@ -28,7 +32,19 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-FaultKind = Literal["429", "5xx", "slow", "drop", "drop_after", "token_expiry", "malformed"]
+FaultKind = Literal[
+    "429",
+    "5xx",
+    "slow",
+    "drop",
+    "drop_after",
+    "token_expiry",
+    "malformed",
+    "html_error",
+    "empty",
+    "wrong_shape",
+    "huge",
+]
 
 
 class FaultSettings(BaseModel):
@@ -42,6 +58,7 @@ class FaultSettings(BaseModel):
     method: str | None = Field(None, description="Only requests with this method.")
     seed: int | None = Field(None, description="Random seed, for repeatable runs.")
     limit: int | None = Field(None, ge=0, description="Stop after injecting this many faults.")
+    huge_bytes: int = Field(48 * 1024 * 1024, ge=1, description="Size of a huge body.")
 
 
 class Faults:
@@ -150,6 +167,15 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
         elif kind == "malformed":
             await self.app(scope, receive, _Truncating(send))
+        elif kind == "html_error":
+            page = b"<html><head><title>500 Internal Server Error</title></head><body><h1>Oops</h1></body></html>"
+            await _answer(send, 500, page, "text/html; charset=utf-8")
+        elif kind == "empty":
+            await _answer(send, 200, b"", "application/json")
+        elif kind == "wrong_shape":
+            await _answer(send, 200, b"42", "application/json")
+        elif kind == "huge":
+            await _stream_huge(send, self.faults.settings.huge_bytes)
 
 
 async def _answer(
@@ -160,6 +186,20 @@ async def _answer(
     headers = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _stream_huge(send: Send, size: int) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(size).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    chunk = b" " * (1024 * 1024)
+    sent = 0
+    try:
+        while sent < size:
+            piece = chunk[: min(len(chunk), size - sent)]
+            sent += len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": sent < size})
+    except OSError:  # the client hung up once it had seen enough
+        return
 
 
 async def _discard(message: Message) -> None:

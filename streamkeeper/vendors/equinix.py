@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -32,11 +31,9 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from streamkeeper.vendors.http import (
-    CallRecorder,
     MalformedResponse,
     NotFound,
     RequestModel,
-    RetryPolicy,
     Token,
     TokenAuth,
     VendorClient,
@@ -549,13 +546,8 @@ class EquinixClient(VendorClient):
         client_id: str,
         client_secret: SecretStr,
         api_generation: ApiGeneration = "streams",
-        verify: ssl.SSLContext | bool = True,
-        timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        recorder: CallRecorder | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        **kwargs: Any,
     ) -> None:
         register_secret(client_secret.get_secret_value())
         self.client_id = client_id
@@ -563,17 +555,7 @@ class EquinixClient(VendorClient):
         self.api_generation: ApiGeneration = api_generation
         self._clock = clock
         self.token_auth = TokenAuth(self._fetch_token, clock=clock)
-        super().__init__(
-            base_url,
-            auth=self.token_auth,
-            verify=verify,
-            timeout=timeout,
-            transport=transport,
-            retry=retry,
-            recorder=recorder,
-            headers={"Accept": "application/json"},
-            sleep=sleep,
-        )
+        super().__init__(base_url, auth=self.token_auth, headers={"Accept": "application/json"}, **kwargs)
 
     # -- auth ----------------------------------------------------------------------------------------------
     def _fetch_token(self, stale: Token | None) -> Token:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,10 +29,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from streamkeeper.vendors.http import (
-    CallRecorder,
     RequestInvalid,
     RequestModel,
-    RetryPolicy,
     Token,
     TokenAuth,
     VendorClient,
@@ -491,13 +488,7 @@ class StreamClient(VendorClient):
         on_token: Callable[[TokenInfo], None] | None = None,
         refresh_margin: float = 60.0,
         clock: Callable[[], float] = time.time,
-        verify: ssl.SSLContext | bool = True,
-        timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        recorder: CallRecorder | None = None,
-        headers: Mapping[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
     ) -> None:
         if token_lifetime is not None and not 1 <= token_lifetime <= MAX_TOKEN_LIFETIME:
             raise RequestInvalid(self.vendor, "token", "token_lifetime must be between 1 and 3600 seconds")
@@ -515,17 +506,7 @@ class StreamClient(VendorClient):
         self._token_auth = TokenAuth(self._fetch_token, refresh_margin=refresh_margin, clock=clock)
         self._info_lock = threading.Lock()
         self.last_token_info: TokenInfo | None = None
-        super().__init__(
-            base_url,
-            auth=self._token_auth,
-            verify=verify,
-            timeout=timeout,
-            transport=transport,
-            retry=retry,
-            recorder=recorder,
-            headers=headers,
-            sleep=sleep,
-        )
+        super().__init__(base_url, auth=self._token_auth, **kwargs)  # verify, timeout, transport, retry...
 
     # -- tokens --------------------------------------------------------------------------------------------
     def request_token(

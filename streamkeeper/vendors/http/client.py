@@ -69,6 +69,7 @@ class VendorClient:
         retry: the retry policy.
         recorder: where each attempt is recorded, for the ``api_calls`` table.
         sleep: the function used to wait between retries.
+        max_response_bytes: the largest response body accepted; a larger one is `MalformedResponse`.
     """
 
     vendor: ClassVar[str] = "vendor"
@@ -85,8 +86,10 @@ class VendorClient:
         recorder: CallRecorder | None = None,
         headers: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        max_response_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_response_bytes = max_response_bytes
         self.auth = auth
         self.retry = retry or RetryPolicy()
         self.recorder = recorder if recorder is not None else CallRecorder()
@@ -156,15 +159,11 @@ class VendorClient:
             attempt += 1
             started = time.perf_counter()
             try:
-                response = self._http.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    content=content,
-                    data=data,
-                    headers=headers,
-                    auth=request_auth,
+                request = self._http.build_request(
+                    method, url, params=params, json=json, content=content, data=data, headers=headers
+                )
+                response = self._read_capped(
+                    self._http.send(request, auth=request_auth, stream=True), operation
                 )
             except httpx.TransportError as exc:
                 self._record(operation, method, path, None, started, attempt, type(exc).__name__)
@@ -186,6 +185,43 @@ class VendorClient:
                     self._sleep(delay)
                     continue
             raise self.error_for(response, operation)
+
+    def _read_capped(self, response: httpx.Response, operation: str) -> httpx.Response:
+        """Read a streamed body, refusing one larger than `max_response_bytes`."""
+        limit = self.max_response_bytes
+        if response.is_stream_consumed:  # an auth flow that reads bodies has read this one already
+            if len(response.content) > limit:
+                raise MalformedResponse(
+                    self.vendor, operation, f"response body exceeds the {limit}-byte limit"
+                )
+            return response
+        try:
+            declared = int(response.headers.get("content-length", "0") or 0)
+            if declared > limit:
+                raise MalformedResponse(
+                    self.vendor,
+                    operation,
+                    f"response body of {declared} bytes exceeds the {limit}-byte limit",
+                )
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_raw():
+                size += len(chunk)
+                if size > limit:
+                    raise MalformedResponse(
+                        self.vendor, operation, f"response body exceeds the {limit}-byte limit"
+                    )
+                chunks.append(chunk)
+        finally:
+            response.close()
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=_decode(b"".join(chunks), response.headers.get("content-encoding")),
+            request=response.request,
+            extensions=response.extensions,
+        )
 
     def create(self, operation: str, do_create: Callable[[], T], lookup: Callable[[], T | None]) -> T:
         """Create a resource without ever creating it twice.
@@ -295,6 +331,23 @@ class VendorClient:
                 called_at=now_utc(),
             )
         )
+
+
+def _decode(body: bytes, encoding: str | None) -> bytes:
+    """Undo a gzip/deflate content encoding (the raw stream is read to count the bytes on the wire)."""
+    if not encoding or not body:
+        return body
+    import zlib
+
+    encoding = encoding.lower().strip()
+    if encoding == "gzip":
+        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        try:
+            return zlib.decompress(body)
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)
+    return body
 
 
 def _is_tls_trust_failure(exc: Exception) -> bool:
