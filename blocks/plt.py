@@ -36,6 +36,13 @@ class PLTCredentials(Block):
     partner_id: SecretStr = Field(
         description="Partner id issued by PLT partner provisioning, sent in the partner_id header."
     )
+    pubnub_origin: str | None = Field(
+        default=None,
+        description=(
+            "PubNub origin the stream events are read from: None = the real PubNub; "
+            "http://127.0.0.1:PORT for the sandbox's PubNub emulator."
+        ),
+    )
     timeout_seconds: float = Field(default=30.0, description="Timeout of each HTTP request, in seconds.")
 
     def get_client(self, recorder: CallRecorder | None = None) -> PLTClient:
