@@ -1,0 +1,125 @@
+"""What every source shares: the run report, the batch loader, the error type, and the after-commit test hook."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from streamkeeper.errors import StreamkeeperError
+from streamkeeper.ingest.normalize import Row, frame
+from streamkeeper.store import HistoryStore
+
+PAUSE_ENV = "STREAMKEEPER_INGEST_PAUSE_AFTER_COMMIT"
+"""Test hook: the path of a FIFO. See `after_commit`."""
+
+
+class IngestError(StreamkeeperError):
+    """A source could not be read (its message never holds a secret such as a PLT channel name)."""
+
+
+class SourceReport(BaseModel):
+    """What one run did with one source.
+
+    Attributes:
+        source: which source, e.g. ``plt:<block>``, ``sqs:<queue>``, ``kinesis:<stream>``, ``landing``.
+        received: messages, records or files read (duplicates included).
+        loaded: new rows in ``events``.
+        duplicates: rows dropped because the event was already stored (or came twice in the run).
+        skipped: read but not events: Equinix heartbeats, rejected landing files.
+        gaps: sequence gaps recorded in ``event_gaps`` (landing records of kind ``gap``).
+        batches: transactions committed.
+        seconds: wall time of the run.
+    """
+
+    source: str
+    received: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    gaps: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    detail: str | None = None
+
+    def merge(self, other: SourceReport) -> None:
+        """Add another report's counts to this one (same source, several parts)."""
+        self.received += other.received
+        self.loaded += other.loaded
+        self.duplicates += other.duplicates
+        self.skipped += other.skipped
+        self.gaps += other.gaps
+        self.batches += other.batches
+        self.seconds += other.seconds
+
+
+class BatchLoader:
+    """Loads batches of rows with `HistoryStore.load_events` (rows and cursors in one transaction).
+
+    Counts into `report`, and calls `after_commit` after each commit.
+    """
+
+    def __init__(self, store: HistoryStore, report: SourceReport) -> None:
+        self.store = store
+        self.report = report
+
+    def load(self, rows: Sequence[Row], cursors: dict[str, str] | None = None) -> int:
+        """Commit `rows` (deduplicated by vendor, stream, event_id) and move `cursors` with them."""
+        if not rows and not cursors:
+            return 0
+        inserted = self.store.load_events(frame(rows), cursors=cursors)
+        self.report.loaded += inserted
+        self.report.duplicates += len(rows) - inserted
+        self.report.batches += 1
+        after_commit(self.report.source)
+        return inserted
+
+
+class Stopwatch:
+    """Seconds since creation, and a deadline check."""
+
+    def __init__(self, limit: float | None = None) -> None:
+        self.started = time.monotonic()
+        self.limit = limit
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def remaining(self) -> float:
+        return float("inf") if self.limit is None else self.limit - self.elapsed
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining <= 0
+
+
+_paused = False
+
+
+def after_commit(source: str) -> None:
+    """Crash-test hook, called right after each commit and before the source is acknowledged.
+
+    When ``$STREAMKEEPER_INGEST_PAUSE_AFTER_COMMIT`` names a FIFO, the first call writes
+    ``<fifo>.committed`` (holding `source`) and then blocks opening the FIFO for reading, until a writer opens
+    it. A test waits for the marker, then kills the process with SIGKILL: the crash lands exactly between the
+    commit and the acknowledgement (SQS delete, landing-file removal). Unset (always, outside tests): nothing.
+    """
+    global _paused
+    fifo = os.environ.get(PAUSE_ENV)
+    if not fifo or _paused:
+        return
+    _paused = True
+    marker = Path(fifo + ".committed")
+    partial = marker.with_name(marker.name + ".tmp")
+    partial.write_text(source)
+    partial.rename(marker)
+    with open(fifo, "rb") as pipe:  # blocks until a writer opens the FIFO
+        pipe.read()
+
+
+__all__ = ["PAUSE_ENV", "BatchLoader", "IngestError", "SourceReport", "Stopwatch", "after_commit"]
