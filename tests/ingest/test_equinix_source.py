@@ -1,0 +1,63 @@
+"""The Equinix pull feed: the real client against the emulator, offsets committed with the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from pydantic import SecretStr
+
+from streamkeeper.ingest import drain_equinix, pull_subscriptions
+from streamkeeper.sandbox.base import SandboxServer
+from streamkeeper.sandbox.equinix import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EquinixSandbox
+from streamkeeper.store import HistoryStore
+from streamkeeper.vendors.equinix import EquinixClient, SubscriptionMessage
+from streamkeeper.vendors.http import RetryPolicy
+
+PULL = {
+    "messageType": {
+        "environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}],
+        "power": [{"accountNumber": "116710", "ibx": ["LD9", "LD5"]}],
+    },
+    "channel": {"channelType": "REST"},
+}
+
+
+def test_pull_feed_pages_from_the_stored_offset_and_skips_heartbeats(
+    serve: Callable[..., SandboxServer], store: HistoryStore
+) -> None:
+    sandbox = EquinixSandbox()
+    sandbox.emit_step = timedelta(days=1)  # a heartbeat every 7 messages
+    server = serve(sandbox)
+    client = EquinixClient(
+        server.url,
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=SecretStr(DEFAULT_CLIENT_SECRET),
+        api_generation="streaming",
+        retry=RetryPolicy(backoff_base=0.01),
+    )
+    with client:
+        subscription = client.create_streaming_subscription(PULL)
+        assert pull_subscriptions(client) == [subscription.id]
+        sandbox.emit(subscription.id, 90)
+
+        first = drain_equinix(store, client, "equinix-org", max_events=40, page_size=20)
+        assert first.received == 40 and first.batches == 2
+        assert store.cursors("equinix:") == {f"equinix:{subscription.id}": "40"}
+
+        sandbox.emit(subscription.id, 35)  # more arrive meanwhile
+        second = drain_equinix(store, client, "equinix-org", page_size=20)
+        assert second.received == 85 and second.duplicates == 0
+        assert drain_equinix(store, client, "equinix-org").received == 0
+
+    feed = [SubscriptionMessage.model_validate(m) for m in sandbox.feed(subscription.id)]
+    readings = [m for m in feed if not m.is_heartbeat]
+    assert first.skipped + second.skipped == len(feed) - len(readings) > 0
+    rows = store.query("SELECT * FROM events")
+    assert len(rows) == len(readings) == first.loaded + second.loaded
+    assert set(rows["event_id"]) == {m.message_id for m in readings}
+    assert set(rows["vendor"]) == {"equinix"} and set(rows["stream"]) == {subscription.id}
+    assert set(rows["account"]) == {"equinix-org"}
+    assert set(rows["event_type"]) <= {"environmental", "power", "metered-power"}
+    assert rows["occurred_at"].notna().all()
+    assert store.cursors("equinix:") == {f"equinix:{subscription.id}": str(len(feed))}
