@@ -1,0 +1,31 @@
+"""``streamkeeper receive``: the push receiver (DMA notifications, ThingSpace streamrest, Stream webhooks).
+
+It authenticates each sender, writes every accepted delivery durably to the landing area before answering
+2xx, and records DMA sequence gaps there too; ``ingest-events`` loads the landing area into DuckDB. No
+Prefect here. See docs/receiver.md.
+
+    app = create_app(load_config("receiver.yaml"), landing=Path("data/landing"))
+"""
+
+from streamkeeper.receiver.app import Receiver, create_app
+from streamkeeper.receiver.config import (
+    DMAConsumer,
+    ReceiverConfig,
+    StreamWebhook,
+    ThingSpaceTarget,
+    load_config,
+)
+from streamkeeper.receiver.landing import LandingArea, landing_dir, read_records
+
+__all__ = [
+    "DMAConsumer",
+    "LandingArea",
+    "ReceiverConfig",
+    "Receiver",
+    "StreamWebhook",
+    "ThingSpaceTarget",
+    "create_app",
+    "landing_dir",
+    "load_config",
+    "read_records",
+]

@@ -1,0 +1,148 @@
+"""What the push receiver accepts: its senders, their credentials and the body-size limit.
+
+A YAML file (``streamkeeper receive --config FILE``) or a `ReceiverConfig` built in code (the demo)::
+
+    max_body_bytes: 1048576
+    dma:                          # POST /dma/<name>: DMA notifications, Basic credentials
+      conferences:
+        account: dma-east         # optional: stored in events.account
+        username: streamkeeper
+        password: ${STREAMKEEPER_RECEIVER_DMA_PASSWORD}
+    thingspace:                   # POST /thingspace/<name>: streamrest deliveries
+      devices:
+        account: "0000000000-00001"
+        username: ts-receiver     # Basic, as `CreateTargetRequest.streamrest(username=, password=)` sets
+        password: ${STREAMKEEPER_RECEIVER_TS_PASSWORD}
+        # or: bearer_token: ${...} (the target's key1)
+    stream:                       # POST /stream/<name>: webhooks signed with X-Stream-Signature
+      orders:
+        secret: ${STREAMKEEPER_RECEIVER_STREAM_SECRET}
+
+A secret field holding ``${NAME}`` takes the value of the environment variable NAME (an error names the
+field and the variable, never a value). Secrets are `SecretStr` and are only unwrapped to compare them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from streamkeeper.yamlspec import load_yaml_model
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # ours: 1 MiB; a DMA notification or a webhook is a few KiB
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+"""A route name: the last path segment of the sender's URL (letters, digits, ``.``, ``_``, ``-``)."""
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def _from_env(value: Any) -> Any:
+    """``${NAME}`` -> the value of environment variable NAME."""
+    if isinstance(value, str):
+        match = _ENV_REF.match(value.strip())
+        if match:
+            name = match.group(1)
+            found = os.environ.get(name)
+            if not found:
+                raise ValueError(f"environment variable {name} is not set")
+            return found
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DMAConsumer(_Strict):
+    """A consumer path ``/dma/<name>``: the Basic credentials the DMA subscriptions pointing at it were given."""
+
+    account: str | None = Field(None, description="Stored in events.account (e.g. the DMA's block name).")
+    username: str = Field(min_length=1, description="The subscription's `username`.")
+    password: SecretStr = Field(description="The subscription's `password`.")
+
+    _env = field_validator("password", mode="before")(_from_env)
+
+
+class ThingSpaceTarget(_Strict):
+    """A streamrest target ``/thingspace/<name>``: the credentials the target was created with.
+
+    Basic (``username`` + ``password``, sent in ``fields.httpheaders.Authorization``) or a bearer token (the
+    target's ``key1``). OAuth2 targets are not supported by this receiver.
+    """
+
+    account: str | None = Field(None, description="Stored in events.account (the billing account id).")
+    username: str | None = Field(None, min_length=1)
+    password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+
+    _env = field_validator("password", "bearer_token", mode="before")(_from_env)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        basic = self.username is not None or self.password is not None
+        if basic and (self.username is None or self.password is None):
+            raise ValueError("Basic credentials need both username and password")
+        if basic == (self.bearer_token is not None):
+            raise ValueError("give either username and password (Basic) or bearer_token")
+        return self
+
+
+class StreamWebhook(_Strict):
+    """A webhook URL ``/stream/<name>``: the secret Stream signs its deliveries with."""
+
+    account: str | None = Field(None, description="Stored in events.account (e.g. the organisation).")
+    secret: SecretStr = Field(description="The webhook secret (HMAC-SHA256 key of X-Stream-Signature).")
+
+    _env = field_validator("secret", mode="before")(_from_env)
+
+    @field_validator("secret")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("the webhook secret is empty")
+        return value
+
+
+class ReceiverConfig(_Strict):
+    """The senders the receiver accepts (at least one) and its limits."""
+
+    landing: Path | None = Field(
+        None, description="Landing directory (default: $STREAMKEEPER_LANDING, else data/landing)."
+    )
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, le=64 * 1024 * 1024)
+    dma: dict[Name, DMAConsumer] = Field(default_factory=dict)
+    thingspace: dict[Name, ThingSpaceTarget] = Field(default_factory=dict)
+    stream: dict[Name, StreamWebhook] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _some_sender(self) -> Self:
+        if not (self.dma or self.thingspace or self.stream):
+            raise ValueError("no senders: configure at least one of dma, thingspace, stream")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value (for log redaction)."""
+        out: list[str] = []
+        for item in [*self.dma.values(), *self.thingspace.values(), *self.stream.values()]:
+            for value in item.__dict__.values():
+                if isinstance(value, SecretStr):
+                    out.append(value.get_secret_value())
+        return out
+
+
+def load_config(path: Path | str) -> ReceiverConfig:
+    """Read a receiver config YAML file; a `ConfigError` names the file, line and field."""
+    return load_yaml_model(path, ReceiverConfig)

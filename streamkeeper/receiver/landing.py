@@ -1,0 +1,154 @@
+"""The landing area, writer side: each accepted delivery becomes durable files before the receiver answers.
+
+Layout and format (docs/CONVENTIONS.md, "Landing area"): ``<landing>/<vendor>/<YYYYMMDD>/<delivery_id>.json``,
+one JSON object per file. A file is written under ``<delivery_id>.json.tmp``, fsync'ed, renamed to its
+final name, and the directory is fsync'ed (new directories: their parents too), so a file the loader sees
+is complete and survives a crash of the machine, not only of the process.
+
+Two kinds of record (field ``kind``, absent = ``event``):
+
+- ``event``: the events columns ``vendor, stream, event_id, subscription_id, account, event_type,
+  occurred_at, received_at, payload`` plus ``delivery_id``;
+- ``gap``: a sequence gap for ``event_gaps``: ``vendor, stream, subscription_id, expected, received,
+  detail, detected_at`` plus ``delivery_id`` (deterministic, so a re-detected gap overwrites its file).
+
+The receiver keeps its own state under ``<landing>/.receiver/`` in files not named ``*.json`` (a loader
+globbing ``*/*/*.json`` never sees them).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from streamkeeper.errors import ConfigError
+
+DEFAULT_LANDING = Path("data/landing")
+STATE_DIR = ".receiver"  # ours: the receiver's own state, beside the vendors' directories
+TMP_SUFFIX = ".json.tmp"
+
+
+def landing_dir(explicit: Path | str | None = None) -> Path:
+    """The landing directory: `explicit`, else ``$STREAMKEEPER_LANDING``, else ``data/landing``."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("STREAMKEEPER_LANDING") or DEFAULT_LANDING)
+
+
+def new_delivery_id(at: datetime) -> str:
+    """A unique, time-sortable id that is also a safe file name."""
+    return f"{at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(6)}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a fsync'ed temporary file and a rename (the caller fsyncs the dir)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class LandingArea:
+    """Durable writes of landing records, and the lock that makes one receiver the owner of a directory.
+
+    Args:
+        root: the landing directory (created if missing).
+        lock: take an exclusive lock on ``<root>/.receiver/lock`` (a second receiver on the same directory
+            would corrupt the DMA sequence state); released by `close()` or when the process ends.
+    """
+
+    def __init__(self, root: Path, lock: bool = True) -> None:
+        self.root = root
+        self.state_dir = root / STATE_DIR
+        self._known_dirs: set[Path] = set()
+        self._dirs_lock = threading.Lock()
+        self._lock_file: Any = None
+        self.ensure_dir(self.state_dir)
+        if lock:
+            handle = open(self.state_dir / "lock", "a+")  # noqa: SIM115 (held until close)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise ConfigError(f"another receiver is using the landing directory {root}") from None
+            self._lock_file = handle
+        self.remove_stale_tmp()
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+
+    def remove_stale_tmp(self) -> int:
+        """Delete half-written files left by a crash (their deliveries were never acknowledged)."""
+        removed = 0
+        for tmp in self.root.glob(f"*/*/*{TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def ensure_dir(self, path: Path) -> None:
+        """Create `path` (and parents) durably: a new directory's entry is fsync'ed in its parent."""
+        if path in self._known_dirs:
+            return
+        with self._dirs_lock:
+            missing = []
+            probe = path
+            while not probe.exists():
+                missing.append(probe)
+                probe = probe.parent
+            for new in reversed(missing):
+                new.mkdir(exist_ok=True)
+                fsync_dir(new.parent)
+            self._known_dirs.add(path)
+
+    def path_for(self, record: dict[str, Any]) -> Path:
+        stamp = str(record.get("received_at") or record["detected_at"])
+        day = datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y%m%d")
+        return self.root / record["vendor"] / day / f"{record['delivery_id']}.json"
+
+    def write(self, records: Iterable[dict[str, Any]]) -> list[Path]:
+        """Write records durably (blocking: call it from a worker thread). Returns their paths."""
+        paths: list[Path] = []
+        dirs: set[Path] = set()
+        for record in records:
+            path = self.path_for(record)
+            self.ensure_dir(path.parent)
+            data = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+            write_atomic(path, data)
+            paths.append(path)
+            dirs.add(path.parent)
+        for directory in dirs:
+            fsync_dir(directory)
+        return paths
+
+
+def read_records(root: Path) -> list[dict[str, Any]]:
+    """Every landed record under `root` (for tests and tools; the loader lives in streamkeeper.ingest)."""
+    out = []
+    for path in sorted(root.glob("*/*/*.json")):
+        if path.parts[-3].startswith("."):
+            continue
+        out.append(json.loads(path.read_bytes()))
+    return out
