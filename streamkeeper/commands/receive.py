@@ -1,0 +1,72 @@
+"""``streamkeeper receive``: run the push receiver (a long-running ASGI service, not a flow).
+
+Secrets come from the config file (``${ENV_VAR}`` references), never from the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(receive)
+
+
+def receive(
+    config: Annotated[Path, typer.Option("--config", help="Receiver config YAML (senders and credentials).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8099,
+    landing: Annotated[
+        Path | None,
+        typer.Option(help="Landing directory (default: the config's, $STREAMKEEPER_LANDING, data/landing)."),
+    ] = None,
+    certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="Private key of --certfile (PEM).")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the push receiver: DMA notifications, ThingSpace streamrest deliveries, Stream webhooks.
+
+    Each accepted delivery is written durably to the landing area before the 2xx; `ingest` loads it.
+    """
+    import uvicorn
+
+    from streamkeeper.errors import ConfigError
+    from streamkeeper.receiver import create_app, load_config
+    from streamkeeper.vendors.http.redact import RedactingFilter
+
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"--log-level {log_level!r}: choose debug, info, warning or error")
+    if (certfile is None) != (keyfile is None):
+        raise ConfigError("--certfile and --keyfile go together")
+    settings = load_config(config)
+    asgi = create_app(settings, landing=landing)
+    receiver = asgi.state.receiver
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+    scheme = "https" if certfile else "http"
+    routes = [
+        *(f"/dma/{n}" for n in settings.dma),
+        *(f"/thingspace/{n}" for n in settings.thingspace),
+        *(f"/stream/{n}" for n in settings.stream),
+    ]
+    typer.echo(f"receiver on {scheme}://{host}:{port}: {', '.join(routes)}")
+    typer.echo(f"landing area: {receiver.landing.root.resolve()}")
+    try:
+        uvicorn.run(
+            asgi,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=str(certfile) if certfile else None,
+            ssl_keyfile=str(keyfile) if keyfile else None,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        receiver.close()
