@@ -1,0 +1,126 @@
+"""``ingest-events``: drain every configured source into the ``events`` table, each delivery once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from pydantic import BaseModel, Field
+
+from blocks.equinix import EquinixCredentials
+from blocks.plt import PLTCredentials
+from streamkeeper.errors import StreamkeeperError
+from streamkeeper.ingest import PubNubOptions, SourceReport
+from tasks.ingest import ingest_equinix, ingest_kinesis, ingest_landing, ingest_plt, ingest_sqs
+from tasks.store import history_store
+
+
+class StreamCount(BaseModel):
+    """Events of one vendor stream: loaded by this run, and stored in all."""
+
+    vendor: str
+    stream: str
+    loaded: int
+    total: int
+
+
+class IngestSummary(BaseModel):
+    """What an ingest run did: one report per source, and the counts per vendor and stream."""
+
+    sources: list[SourceReport] = Field(default_factory=list)
+    counts: list[StreamCount] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list)
+
+    @property
+    def loaded(self) -> int:
+        return sum(s.loaded for s in self.sources)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(s.duplicates for s in self.sources)
+
+
+@flow(name="ingest-events", log_prints=True)
+def ingest_events(
+    plt_blocks: Annotated[
+        list[str] | None, Field(description="PLT credentials blocks whose streams are drained from PubNub.")
+    ] = None,
+    equinix_blocks: Annotated[
+        list[str] | None, Field(description="Equinix credentials blocks whose pull feeds are read.")
+    ] = None,
+    sqs_queue_urls: Annotated[list[str] | None, Field(description="SQS queue URLs to drain.")] = None,
+    kinesis_streams: Annotated[list[str] | None, Field(description="Kinesis stream names to read.")] = None,
+    aws_endpoint_url: Annotated[
+        str | None, Field(description="AWS endpoint URL (e.g. a local moto server); empty = AWS itself.")
+    ] = None,
+    aws_region: Annotated[str | None, Field(description="AWS region; empty = the AWS default chain.")] = None,
+    landing_dir: Annotated[
+        str | None, Field(description="Receiver landing area; empty = $STREAMKEEPER_LANDING or data/landing.")
+    ] = None,
+    load_landing: Annotated[bool, Field(description="Load the receiver's landing area.")] = True,
+    max_events: Annotated[
+        int, Field(ge=1, description="At most this many events read per source and run.")
+    ] = (100_000),
+    pubnub_idle_seconds: Annotated[
+        float, Field(gt=0, description="Stop listening to PubNub after this long without a message.")
+    ] = 1.0,
+    pubnub_max_seconds: Annotated[
+        float, Field(gt=0, description="Stop listening to PubNub after this long in any case.")
+    ] = 30.0,
+    db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
+) -> IngestSummary:
+    """Run one bounded drain per source, concurrently; then count the events per vendor and stream."""
+    logger = get_run_logger()
+    pubnub = PubNubOptions(
+        max_events=max_events, idle_seconds=pubnub_idle_seconds, max_seconds=pubnub_max_seconds
+    )
+    runs: list[tuple[str, Any]] = []
+    for name in plt_blocks or []:
+        runs.append((f"plt:{name}", ingest_plt.submit(PLTCredentials.load(name), name, pubnub, db_path)))
+    for name in equinix_blocks or []:
+        credentials = EquinixCredentials.load(name)
+        runs.append((f"equinix:{name}", ingest_equinix.submit(credentials, name, max_events, db_path)))
+    for url in sqs_queue_urls or []:
+        runs.append((f"sqs:{url}", ingest_sqs.submit(url, aws_endpoint_url, aws_region, max_events, db_path)))
+    for stream in kinesis_streams or []:
+        runs.append(
+            (
+                f"kinesis:{stream}",
+                ingest_kinesis.submit(stream, aws_endpoint_url, aws_region, max_events, db_path),
+            )
+        )
+    if load_landing:
+        runs.append(("landing", ingest_landing.submit(landing_dir, max_events, db_path)))
+
+    summary = IngestSummary()
+    for label, future in runs:
+        try:
+            summary.sources.append(future.result())
+        except Exception as exc:  # one failing source does not stop the others
+            summary.failed.append(f"{label}: {exc}")
+            logger.error("%s failed: %s", label, exc)
+
+    summary.counts = count_events(db_path)
+    create_table_artifact(
+        key="ingest-events",
+        table=[s.model_dump(mode="json") for s in summary.sources],
+        description=f"{summary.loaded} events loaded, {summary.duplicates} duplicates dropped",
+    )
+    logger.info("loaded %d events, dropped %d duplicates", summary.loaded, summary.duplicates)
+    if summary.failed:
+        raise StreamkeeperError(f"{len(summary.failed)} source(s) failed; first: {summary.failed[0]}")
+    return summary
+
+
+def count_events(db_path: str | None = None) -> list[StreamCount]:
+    """Events per vendor and stream: loaded by this flow run, and in total."""
+    store = history_store(db_path)
+    frame = store.query(
+        """
+        SELECT vendor, stream, count(*) FILTER (WHERE flow_run_id = ?) AS loaded, count(*) AS total
+        FROM events GROUP BY vendor, stream ORDER BY vendor, stream
+        """,
+        [store.flow_run_id or ""],
+    )
+    return [StreamCount(**row) for row in frame.to_dict("records")]
