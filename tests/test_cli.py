@@ -131,6 +131,7 @@ def test_connect_reads_secrets_from_the_environment(harness_env: dict[str, str],
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_two_refresh_processes_at_once_on_a_fresh_home(
     dma_server: SandboxServer, tls_files: TLSFiles, tmp_path: Path
 ) -> None:
