@@ -1,0 +1,109 @@
+"""provision-subscriptions under Prefect (test harness) over the whole sandbox, and `streamkeeper plan/apply`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.provision import provision_subscriptions, save_sandbox_connections
+from streamkeeper.errors import ConfigError
+from streamkeeper.sandbox.runner import Sandbox
+from streamkeeper.store import HistoryStore
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+EXAMPLE = Path(__file__).parents[2] / "data" / "specs" / "example.yaml"
+
+
+@pytest.fixture(scope="module")
+def sandbox(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    running = Sandbox.start(
+        state_dir=tmp_path_factory.mktemp("sandbox"), dma={"validate_consumer_url": False}
+    )
+    assert running.tls is not None
+    save_sandbox_connections(running.urls(), running.tls.cert_pem, prefix="pv")
+    yield running
+    running.stop()
+
+
+def spec_file(tmp_path: Path, old: str = "", new: str = "") -> Path:
+    text = EXAMPLE.read_text().replace("demo-", "pv-")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text.replace(old, new) if old else text)
+    return path
+
+
+async def _artifacts() -> dict[str, str | None]:
+    async with get_client() as client:
+        return {a.key: a.description for a in await client.read_artifacts() if a.key}
+
+
+def test_flow_plans_applies_and_records_the_example_over_five_vendors(
+    sandbox: Sandbox, tmp_path: Path, db_path: Path
+) -> None:
+    spec = str(spec_file(tmp_path))
+    writes = sum(app.requests.writes for app in sandbox.apps.values())
+    planned = provision_subscriptions(spec_path=spec, db_path=str(db_path))  # dry run is the default
+    assert not planned.applied and planned.plan.exit_code == 2
+    assert {c.vendor for c in planned.plan.pending()} == {"plt", "dma", "stream", "thingspace", "equinix"}
+    assert sum(app.requests.writes for app in sandbox.apps.values()) == writes  # a plan writes nothing
+    assert "Dry run" in (asyncio.run(_artifacts()).get("provision-plan") or "")
+
+    applied = provision_subscriptions(spec_path=spec, dry_run=False, db_path=str(db_path))
+    assert applied.applied and applied.failed == []
+    assert len(applied.outcomes) == len(planned.plan.pending()) == 13
+    history = HistoryStore(db_path).query("SELECT vendor, change, flow_run_id FROM subscriptions")
+    assert len(history) == 13 and set(history["change"]) == {"created"} and history["flow_run_id"].all()
+
+    # the same spec inline: nothing to do
+    again = provision_subscriptions(spec_yaml=Path(spec).read_text(), db_path=str(db_path))
+    assert again.plan.exit_code == 0
+
+
+def test_bad_parameters_and_missing_blocks_are_clear(sandbox: Sandbox, tmp_path: Path, db_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exactly one of spec_path or spec_yaml"):
+        provision_subscriptions(db_path=str(db_path))
+    missing = spec_file(tmp_path, "connection: pv-equinix", "connection: pv-nowhere")
+    with pytest.raises(ConfigError) as info:
+        provision_subscriptions(spec_path=str(missing), db_path=str(db_path))
+    assert "equinix block 'pv-nowhere' not found" in str(info.value)
+
+
+def test_cli_plan_exit_codes_and_apply(sandbox: Sandbox, tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STREAMKEEPER_"))}
+    env.update(
+        STREAMKEEPER_HOME=str(tmp_path / "home"),
+        STREAMKEEPER_DB=str(tmp_path / "cli.duckdb"),
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    # the spec's DMA subscriptions only: the other connections are shared with the test above
+    text = spec_file(tmp_path).read_text()
+    only_dma = tmp_path / "dma.yaml"
+    only_dma.write_text("dma:" + text.split("\ndma:", 1)[1].split("\nstream:", 1)[0])
+    cli = [sys.executable, "-m", "streamkeeper.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=300)
+
+    applied = run("apply", str(only_dma))
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    assert "Applied: 3" in applied.stdout  # created, or adopted when an earlier test made them
+    current = HistoryStore(env["STREAMKEEPER_DB"]).query(
+        "SELECT name FROM current_subscriptions ORDER BY name"
+    )
+    assert current["name"].tolist() == ["all-conferences", "board-meeting", "town-hall-participants"]
+    only_dma.write_text(only_dma.read_text().replace("time_to_live: 7200", "time_to_live: 7000"))
+    changed = run("plan", str(only_dma))
+    assert changed.returncode == 2, changed.stderr[-2000:]
+    assert "time_to_live: 7200 -> 7000" in changed.stdout and "1 to update" in changed.stdout
+    bad = run("plan", str(tmp_path / "nope.yaml"))
+    assert bad.returncode == 1 and "error: spec file not found" in bad.stderr
