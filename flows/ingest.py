@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.blocks.core import Block
 from pydantic import BaseModel, Field
 
 from blocks.equinix import EquinixCredentials
 from blocks.plt import PLTCredentials
-from streamkeeper.errors import StreamkeeperError
+from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.ingest import PubNubOptions, SourceReport
 from tasks.ingest import ingest_equinix, ingest_kinesis, ingest_landing, ingest_plt, ingest_sqs
 from tasks.store import history_store
+
+B = TypeVar("B", bound=Block)
 
 
 class StreamCount(BaseModel):
@@ -77,10 +80,11 @@ def ingest_events(
     )
     runs: list[tuple[str, Any]] = []
     for name in plt_blocks or []:
-        runs.append((f"plt:{name}", ingest_plt.submit(PLTCredentials.load(name), name, pubnub, db_path)))
+        credentials = load_block(PLTCredentials, name, "plt")
+        runs.append((f"plt:{name}", ingest_plt.submit(credentials, name, pubnub, db_path)))
     for name in equinix_blocks or []:
-        credentials = EquinixCredentials.load(name)
-        runs.append((f"equinix:{name}", ingest_equinix.submit(credentials, name, max_events, db_path)))
+        equinix = load_block(EquinixCredentials, name, "equinix")
+        runs.append((f"equinix:{name}", ingest_equinix.submit(equinix, name, max_events, db_path)))
     for url in sqs_queue_urls or []:
         runs.append((f"sqs:{url}", ingest_sqs.submit(url, aws_endpoint_url, aws_region, max_events, db_path)))
     for stream in kinesis_streams or []:
@@ -111,6 +115,17 @@ def ingest_events(
     if summary.failed:
         raise StreamkeeperError(f"{len(summary.failed)} source(s) failed; first: {summary.failed[0]}")
     return summary
+
+
+def load_block(cls: type[B], name: str, vendor: str) -> B:
+    """A saved credentials block; a missing one is a `ConfigError` that says how to create it."""
+    try:
+        return cls.load(name)
+    except ValueError:
+        raise ConfigError(
+            f"no {vendor} credentials block named {name!r}: create it with `streamkeeper connect {vendor} "
+            f"--name {name}`"
+        ) from None
 
 
 def count_events(db_path: str | None = None) -> list[StreamCount]:

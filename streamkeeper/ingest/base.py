@@ -9,16 +9,24 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from streamkeeper.errors import StreamkeeperError
 from streamkeeper.ingest.normalize import Row, frame
 from streamkeeper.store import HistoryStore
+from streamkeeper.vendors.http.errors import VendorError
 
 PAUSE_ENV = "STREAMKEEPER_INGEST_PAUSE_AFTER_COMMIT"
 """Test hook: the path of a FIFO. See `after_commit`."""
 
 
-class IngestError(StreamkeeperError):
-    """A source could not be read (its message never holds a secret such as a PLT channel name)."""
+class IngestError(VendorError):
+    """A source could not be read or acknowledged (the message never holds a secret such as a PLT channel).
+
+    Attributes:
+        transient: whether a later try may succeed (the network, throttling, a 5xx); the task retries those.
+    """
+
+    def __init__(self, vendor: str, operation: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(vendor, operation, message)
+        self.transient = transient
 
 
 class SourceReport(BaseModel):

@@ -122,11 +122,16 @@ def _call(method: Any, what: str, stream_name: str, **kwargs: Any) -> Any:
         return method(**kwargs)
     except ClientError as exc:
         error = exc.response.get("Error", {})
+        code = str(error.get("Code", "?"))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         raise IngestError(
-            f"Kinesis {what} on stream {stream_name} failed: {error.get('Code', '?')}: {error.get('Message', '')}"
+            "kinesis",
+            what,
+            f"stream {stream_name}: {code}: {error.get('Message', '')}",
+            transient=status >= 500 or status == 429 or "Throttl" in code or "Exceeded" in code,
         ) from None
-    except BotoCoreError as exc:
-        raise IngestError(f"Kinesis {what} on stream {stream_name} failed: {exc}") from None
+    except BotoCoreError as exc:  # no answer: connection, DNS, timeout
+        raise IngestError("kinesis", what, f"stream {stream_name}: {exc}", transient=True) from None
 
 
 __all__ = ["cursor_key", "drain_kinesis"]

@@ -278,7 +278,9 @@ class _Drain:
             watch = Stopwatch(self.options.max_seconds)
             while taken < self.options.max_events:
                 if listener.fatal:
-                    raise IngestError(f"PubNub subscribe for {self._streams()} refused: {listener.fatal[0]}")
+                    raise IngestError(
+                        "pubnub", "subscribe", f"{self._streams()}: refused ({listener.fatal[0]})"
+                    )
                 wait = min(self.options.idle_seconds, watch.remaining)
                 if wait <= 0:
                     break
@@ -359,17 +361,23 @@ class _Drain:
 
     # -- errors --------------------------------------------------------------------------------------------
     def _sync(self, endpoint: Any, what: str) -> Any:
+        """Run a request; failures become `IngestError` (transient unless PubNub refused it: 400, 403)."""
         try:
             envelope = endpoint.sync()
         except PubNubException as exc:
+            status = getattr(exc, "_status_code", None) or 0
             raise IngestError(
-                f"PubNub {what} failed for {self._streams()}: {self._scrub(str(exc))}"
+                "pubnub",
+                what,
+                f"{self._streams()}: {self._scrub(str(exc))}",
+                transient=status not in (400, 403),
             ) from None
         if envelope.status is not None and envelope.status.is_error():
-            detail = self._scrub(
-                str(getattr(envelope.status, "error_data", None) or envelope.status.category)
+            category = envelope.status.category
+            detail = self._scrub(str(getattr(envelope.status, "error_data", None) or category))
+            raise IngestError(
+                "pubnub", what, f"{self._streams()}: {detail}", transient=category not in _FATAL
             )
-            raise IngestError(f"PubNub {what} failed for {self._streams()}: {detail}")
         return envelope
 
     def _streams(self) -> str:

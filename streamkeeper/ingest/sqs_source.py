@@ -60,7 +60,7 @@ def drain_sqs(
             wanted = min(SQS_MAX_BATCH, batch_size - len(messages), max_events - report.received)
             answer = _call(
                 sqs.receive_message,
-                "receive from",
+                "ReceiveMessage",
                 stream,
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=wanted,
@@ -107,7 +107,7 @@ def _delete(sqs: Any, queue_url: str, stream: str, messages: list[dict[str, Any]
         chunk = messages[start : start + SQS_MAX_BATCH]
         _call(
             sqs.delete_message_batch,
-            "delete from",
+            "DeleteMessageBatch",
             stream,
             QueueUrl=queue_url,
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
@@ -121,11 +121,16 @@ def _call(method: Any, what: str, stream: str, **kwargs: Any) -> Any:
         return method(**kwargs)
     except ClientError as exc:
         error = exc.response.get("Error", {})
+        code = str(error.get("Code", "?"))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         raise IngestError(
-            f"SQS {what} queue {stream} failed: {error.get('Code', '?')}: {error.get('Message', '')}"
+            "sqs",
+            what,
+            f"queue {stream}: {code}: {error.get('Message', '')}",
+            transient=status >= 500 or status == 429 or "Throttl" in code or "Exceeded" in code,
         ) from None
-    except BotoCoreError as exc:
-        raise IngestError(f"SQS {what} queue {stream} failed: {exc}") from None
+    except BotoCoreError as exc:  # no answer: connection, DNS, timeout
+        raise IngestError("sqs", what, f"queue {stream}: {exc}", transient=True) from None
 
 
 __all__ = ["drain_sqs", "queue_name"]

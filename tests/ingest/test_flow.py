@@ -20,6 +20,7 @@ from blocks.equinix import EquinixCredentials
 from blocks.plt import PLTCredentials
 from flows.ingest import ingest_events
 from streamkeeper.commands.ingest import render_summary
+from streamkeeper.errors import ConfigError
 from streamkeeper.ingest import write_landing_file
 from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.equinix import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EquinixSandbox
@@ -134,6 +135,11 @@ def test_ingest_events_lands_every_source_once_and_counts_per_stream(
     assert again.loaded == 0
     assert {(c.vendor, c.stream): c.total for c in again.counts} == {k: v[1] for k, v in counts.items()}
     assert all(c.loaded == 0 for c in again.counts)
+
+
+def test_a_missing_block_is_a_config_error_that_says_how_to_fix_it(db_path: Path) -> None:
+    with pytest.raises(ConfigError, match="streamkeeper connect plt --name no-such-block"):
+        ingest_events(plt_blocks=["no-such-block"], load_landing=False, db_path=str(db_path))
 
 
 def test_ingest_command_prints_counts_per_vendor_and_stream(

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ingestkit import Paused, unique, wait_for
 from pydantic import SecretStr
 
-from streamkeeper.ingest import drain_sqs
+from streamkeeper.ingest import IngestError, drain_sqs
 from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.thingspace import (
     DEFAULT_ACCOUNT,
@@ -111,3 +112,14 @@ def test_sigkill_between_commit_and_delete_then_rerun_lands_exactly_once(
     assert len(ids) == len(set(ids)) == 40 and set(ids) == set(sent)
     assert sum(r.loaded for r in reports) == 20
     assert sum(r.duplicates for r in reports) == 20  # the committed batch, redelivered, dropped
+
+
+def test_a_missing_queue_is_a_clear_permanent_error(sqs: Any, store: HistoryStore) -> None:
+    url = sqs.create_queue(QueueName=unique("gone"))["QueueUrl"]
+    sqs.delete_queue(QueueUrl=url)
+
+    with pytest.raises(IngestError) as caught:
+        drain_sqs(store, sqs, url, wait_seconds=0)
+
+    assert caught.value.vendor == "sqs" and caught.value.operation == "ReceiveMessage"
+    assert url.rsplit("/", 1)[-1] in str(caught.value) and not caught.value.transient
