@@ -1,4 +1,9 @@
-"""``refresh-subscriptions``: keep DMA subscriptions alive before they expire."""
+"""``refresh-subscriptions``: refresh everything that expires, before it does.
+
+DMA subscriptions (PUT time-to-live with the ETag, soonest expiry first; an expired one the spec still
+wants is created again) and vendor tokens (Stream refresh tokens rotated and saved back to their block;
+ThingSpace session and Equinix token renewed), each recorded in the history store.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,14 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
 from blocks.dma import DMACredentials
-from streamkeeper.errors import StreamkeeperError
+from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.keepalive import RefreshOutcome
-from tasks.dma import refresh_dma_subscriptions
+from streamkeeper.spec import DMASubscriptionSpec, load_spec
+from streamkeeper.store import TokenEvent
+from tasks.refresh import refresh_dma_subscriptions, refresh_tokens
+
+ARTIFACT_ROWS = 200
+"""Outcome rows shown in the artifact; beyond that only what went wrong (and the counts) is shown."""
 
 
 class RefreshSummary(BaseModel):
@@ -19,17 +29,48 @@ class RefreshSummary(BaseModel):
 
     refreshed: int = 0
     expired: int = 0
+    recreated: int = 0
     failed: int = 0
     outcomes: list[RefreshOutcome] = Field(default_factory=list)
+    tokens: list[TokenEvent] = Field(default_factory=list)
+
+    @property
+    def tokens_failed(self) -> int:
+        return sum(1 for t in self.tokens if t.event == "failed")
+
+
+def _merge(*groups: list[str]) -> list[str]:
+    return list(dict.fromkeys(name for group in groups for name in group))
 
 
 @flow(name="refresh-subscriptions", log_prints=True)
 def refresh_subscriptions(
-    dma_blocks: Annotated[list[str], Field(description="Names of DMA credentials blocks to refresh.")] = [
-        "dma"
-    ],  # noqa: B006
+    spec_path: Annotated[
+        str | None,
+        Field(
+            description="Spec file whose connections are refreshed; its DMA subscriptions that expired are "
+            "created again."
+        ),
+    ] = None,
+    dma_blocks: Annotated[
+        list[str], Field(description="DMA credentials blocks to refresh, besides the spec's.")
+    ] = [],  # noqa: B006
+    stream_blocks: Annotated[
+        list[str], Field(description="Stream credentials blocks whose refresh token to rotate.")
+    ] = [],  # noqa: B006
+    thingspace_blocks: Annotated[
+        list[str], Field(description="ThingSpace credentials blocks whose session to renew.")
+    ] = [],  # noqa: B006
+    equinix_blocks: Annotated[
+        list[str], Field(description="Equinix credentials blocks whose token to renew.")
+    ] = [],  # noqa: B006
     refresh_within_seconds: Annotated[
-        int, Field(ge=0, description="Refresh subscriptions that expire sooner than this (seconds).")
+        int,
+        Field(
+            ge=0,
+            description="Refresh DMA subscriptions that expire sooner than this (seconds); keep it above "
+            "the schedule's interval so nothing expires between two runs.",
+        ),
     ] = 7200,
     time_to_live: Annotated[
         int | None,
@@ -39,31 +80,113 @@ def refresh_subscriptions(
     ] = None,
     db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
 ) -> RefreshSummary:
-    """Refresh every DMA subscription that expires within the horizon, soonest first, and record it."""
+    """Refresh every DMA subscription that expires within the horizon (soonest first) and every vendor token."""
     logger = get_run_logger()
-    summary = RefreshSummary()
-    for block_name in dma_blocks:
-        credentials = DMACredentials.load(block_name)
-        outcomes = refresh_dma_subscriptions(
-            credentials, block_name, refresh_within_seconds, time_to_live, db_path
+    desired: dict[str, list[DMASubscriptionSpec]] = {}
+    spec_blocks: dict[str, list[str]] = {"stream": [], "thingspace": [], "equinix": []}
+    if spec_path:
+        spec = load_spec(spec_path)
+        desired = {c.connection: c.subscriptions for c in spec.dma}
+        for vendor in spec_blocks:
+            spec_blocks[vendor] = [c.connection for c in getattr(spec, vendor)]
+    dma = _merge(list(desired), dma_blocks)
+    stream = _merge(spec_blocks["stream"], stream_blocks)
+    thingspace = _merge(spec_blocks["thingspace"], thingspace_blocks)
+    equinix = _merge(spec_blocks["equinix"], equinix_blocks)
+    if not (dma or stream or thingspace or equinix):
+        raise ConfigError("nothing to refresh: give a spec_path or credentials block names")
+
+    # one task per DMA, and one for all tokens, running side by side
+    dma_runs = [
+        refresh_dma_subscriptions.submit(
+            DMACredentials.load(name),
+            name,
+            refresh_within_seconds,
+            time_to_live,
+            db_path,
+            desired.get(name),
         )
-        summary.outcomes.extend(outcomes)
-    for outcome in summary.outcomes:
-        if outcome.outcome == "refreshed":
-            summary.refreshed += 1
-        elif outcome.outcome == "expired":
-            summary.expired += 1
-        elif outcome.outcome == "failed":
-            summary.failed += 1
-    create_table_artifact(
-        key="refresh-subscriptions",
-        table=[o.model_dump(mode="json") for o in summary.outcomes],
-        description=f"{summary.refreshed} refreshed, {summary.expired} expired, {summary.failed} failed",
+        for name in dma
+    ]
+    tokens_run = (
+        refresh_tokens.submit(stream, thingspace, equinix, db_path)
+        if stream or thingspace or equinix
+        else None
     )
-    logger.info("refreshed %d, expired %d, failed %d", summary.refreshed, summary.expired, summary.failed)
-    if summary.failed:
-        first = next(o for o in summary.outcomes if o.outcome == "failed")
+
+    summary = RefreshSummary()
+    for run in dma_runs:
+        summary.outcomes.extend(run.result())
+    if tokens_run is not None:
+        summary.tokens = tokens_run.result()
+    for outcome in summary.outcomes:
+        if outcome.outcome in ("refreshed", "expired", "recreated", "failed"):
+            setattr(summary, outcome.outcome, getattr(summary, outcome.outcome) + 1)
+    _publish(summary)
+    logger.info(
+        "refreshed %d, expired %d, recreated %d, failed %d; tokens renewed %d, failed %d",
+        summary.refreshed,
+        summary.expired,
+        summary.recreated,
+        summary.failed,
+        len(summary.tokens) - summary.tokens_failed,
+        summary.tokens_failed,
+    )
+    problems = [o for o in summary.outcomes if o.outcome == "failed"]
+    token_problems = [t for t in summary.tokens if t.event == "failed"]
+    if problems or token_problems:
+        first = (
+            f"{problems[0].account} {problems[0].subscription_id}: {problems[0].detail}"
+            if problems
+            else f"{token_problems[0].vendor} {token_problems[0].account}: {token_problems[0].detail}"
+        )
         raise StreamkeeperError(
-            f"{summary.failed} subscription(s) could not be refreshed; first: {first.subscription_id}: {first.detail}"
+            f"{len(problems)} subscription(s) and {len(token_problems)} token(s) could not be refreshed; "
+            f"first: {first}"
         )
     return summary
+
+
+def _publish(summary: RefreshSummary) -> None:
+    outcomes = summary.outcomes
+    if len(outcomes) > ARTIFACT_ROWS:
+        outcomes = [o for o in outcomes if o.outcome != "refreshed"][:ARTIFACT_ROWS]
+    rows = [
+        {
+            "vendor": o.vendor,
+            "account": o.account,
+            "what": f"subscription {o.subscription_id}",
+            "name": o.name,
+            "outcome": o.outcome,
+            "old_expiry": o.old_expires_at.isoformat() if o.old_expires_at else None,
+            "new_expiry": o.new_expires_at.isoformat() if o.new_expires_at else None,
+            "detail": o.detail,
+        }
+        for o in outcomes
+    ]
+    rows += [
+        {
+            "vendor": t.vendor,
+            "account": t.account,
+            "what": "token",
+            "name": None,
+            "outcome": t.event,
+            "old_expiry": None,
+            "new_expiry": t.expires_at.isoformat() if t.expires_at else None,
+            "detail": t.detail,
+        }
+        for t in summary.tokens
+    ]
+    create_table_artifact(
+        key="refresh-subscriptions",
+        table=rows,
+        description=(
+            f"{summary.refreshed} refreshed, {summary.expired} expired, {summary.recreated} recreated, "
+            f"{summary.failed} failed; {len(summary.tokens)} token(s), {summary.tokens_failed} failed"
+            + (
+                f" (refreshed rows beyond {ARTIFACT_ROWS} left out)"
+                if len(summary.outcomes) > ARTIFACT_ROWS
+                else ""
+            )
+        ),
+    )

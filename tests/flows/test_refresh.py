@@ -111,3 +111,81 @@ def test_wrong_password_fails_fast_with_a_clear_error(
     assert "HTTP 401" in str(info.value) and "S3NTINEL" not in str(info.value)
     # not retried: a refused password does not get better by asking again
     assert dma.requests.total == 1
+
+
+def test_refresh_recreates_what_expired_from_the_spec_and_renews_tokens(
+    dma: DMASandbox, serve: Callable[..., SandboxServer], tls_files: TLSFiles, db_path: Path, tmp_path: Path
+) -> None:
+    from blocks.equinix import EquinixCredentials
+    from blocks.stream import StreamCredentials
+    from blocks.thingspace import ThingSpaceCredentials
+    from streamkeeper.reports import run_report
+    from streamkeeper.sandbox import equinix as eqx
+    from streamkeeper.sandbox import stream as st
+    from streamkeeper.sandbox import thingspace as ts
+
+    stream, thingspace, equinix = st.StreamSandbox(), ts.ThingSpaceSandbox(), eqx.EquinixSandbox()
+    for sandbox in (stream, thingspace, equinix):
+        serve(sandbox)
+    save_block(dma, tls_files, "dma-spec")
+    StreamCredentials(
+        base_url=stream.url, client_id=st.DEFAULT_CLIENT_ID, client_secret=SecretStr(st.DEFAULT_CLIENT_SECRET)
+    ).save("stream-tokens", overwrite=True)
+    ThingSpaceCredentials(
+        base_url=thingspace.url,
+        app_key=ts.DEFAULT_APP_KEY,
+        app_secret=SecretStr(ts.DEFAULT_APP_SECRET),
+        username=ts.DEFAULT_USERNAME,
+        password=SecretStr(ts.DEFAULT_PASSWORD),
+        account_name=ts.DEFAULT_ACCOUNT,
+    ).save("ts-tokens", overwrite=True)
+    EquinixCredentials(
+        base_url=equinix.url,
+        client_id=eqx.DEFAULT_CLIENT_ID,
+        client_secret=SecretStr(eqx.DEFAULT_CLIENT_SECRET),
+    ).save("eqx-tokens", overwrite=True)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "dma:\n  - connection: dma-spec\n    subscriptions:\n"
+        "      - {name: keep-me, subject: all_conferences, consumer_url: 'http://x.test/k', time_to_live: 600}\n"
+    )
+    client = DMACredentials.load("dma-spec").get_client()
+    client.create_subscription(
+        "conferences", {"consumer_url": "http://x.test/k", "time_to_live": 30, "passback": "keep-me"}
+    )
+    args = {
+        "spec_path": str(spec),
+        "stream_blocks": ["stream-tokens"],
+        "thingspace_blocks": ["ts-tokens"],
+        "equinix_blocks": ["eqx-tokens"],
+        "db_path": str(db_path),
+    }
+
+    first = refresh_subscriptions(**args)
+    assert (first.refreshed, first.expired, first.recreated) == (1, 0, 0)
+    assert [(t.vendor, t.event) for t in first.tokens] == [
+        ("stream", "issued"),
+        ("thingspace", "renewed"),
+        ("equinix", "renewed"),
+    ]
+    stored = StreamCredentials.load("stream-tokens").refresh_token
+    assert stored is not None  # the new refresh token was saved back to the block
+
+    dma.advance(60)  # nobody refreshed it for longer than its time-to-live: gone
+    second = refresh_subscriptions(**args)
+    assert (second.refreshed, second.expired, second.recreated) == (0, 1, 1)
+    again = {s.passback: s for s in client.list_subscriptions().subscriptions}["keep-me"]  # type: ignore[union-attr]
+    assert again.time_to_live == 600  # as the spec says
+    assert second.tokens[0].event == "rotated"
+    rotated = StreamCredentials.load("stream-tokens").refresh_token
+    assert rotated is not None and rotated.get_secret_value() != stored.get_secret_value()
+
+    history = HistoryStore(db_path)
+    assert history.query("SELECT count(*) AS n FROM token_events")["n"][0] == 6
+    for table in ("token_events", "api_calls", "subscriptions"):
+        text = history.query(f"SELECT * FROM {table}").to_csv()
+        assert stored.get_secret_value() not in text and rotated.get_secret_value() not in text
+    health = run_report("token_health", db_path)
+    assert sorted(health["health"]) == ["ok", "ok", "ok"]
+    changes = run_report("refresh_history", db_path)["change"].tolist()
+    assert sorted(changes) == ["expired", "recreated", "refreshed"]

@@ -1,0 +1,134 @@
+"""Tasks of refresh-subscriptions: one per DMA (a batch of PUTs), one for every vendor token.
+
+Coarse on purpose: a Prefect task run costs 4 to 10 ms in the client and 22 to 30 ms of server CPU here,
+so a task per subscription would cap a run at about 40 subscriptions a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+
+from prefect import task
+from prefect.blocks.system import Secret
+from pydantic import SecretStr
+
+from blocks.dma import DMACredentials
+from blocks.equinix import EquinixCredentials
+from blocks.stream import StreamCredentials
+from blocks.thingspace import ThingSpaceCredentials
+from streamkeeper.keepalive import (
+    DesiredDMASubscription,
+    RefreshOutcome,
+    refresh_dma,
+    renew_equinix_token,
+    renew_thingspace_session,
+    rotate_stream_token,
+)
+from streamkeeper.spec import DMASubscriptionSpec
+from streamkeeper.store import TokenEvent
+from streamkeeper.vendors.http import CallRecorder
+from streamkeeper.vendors.stream import TokenInfo
+from tasks.retry import transient_only
+from tasks.store import flush_calls, history_store
+
+
+@task(name="refresh-dma-subscriptions", retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
+def refresh_dma_subscriptions(
+    credentials: DMACredentials,
+    account: str,
+    within_seconds: int,
+    time_to_live: int | None = None,
+    db_path: str | None = None,
+    desired: list[DMASubscriptionSpec] | None = None,
+) -> list[RefreshOutcome]:
+    """Refresh the subscriptions of one DMA that expire within `within_seconds`, soonest first.
+
+    Subscriptions of `desired` (the spec's, for this DMA) that expired are created again.
+    """
+    store = history_store(db_path)
+    recorder = CallRecorder()
+    with credentials.get_client(recorder=recorder) as client:
+        try:
+            return refresh_dma(
+                client,
+                store,
+                account,
+                within=timedelta(seconds=within_seconds),
+                time_to_live=time_to_live,
+                desired={s.name: partial(desired_dma, s) for s in desired or []},
+            )
+        finally:
+            flush_calls(store, recorder)
+
+
+def desired_dma(spec: DMASubscriptionSpec) -> DesiredDMASubscription:
+    """A spec entry as the create body the DMA takes, its notification password read from its Secret block.
+
+    Called only when the subscription has to be created again.
+    """
+    credentials = spec.notification_credentials
+    password = None
+    if credentials is not None:
+        password = SecretStr(str(Secret.load(credentials.password_block).get()))
+    return DesiredDMASubscription(
+        name=spec.name,
+        desired=spec.desired(),
+        subject=spec.subject_path,
+        subscription={
+            "consumer_url": spec.consumer_url,
+            "time_to_live": spec.time_to_live,
+            "username": credentials.username if credentials else None,
+            "password": password,
+            "send_update_notifications": spec.send_update_notifications,
+            "passthru": spec.passthru,
+        },
+    )
+
+
+@task(name="refresh-vendor-tokens")
+def refresh_tokens(
+    stream_blocks: list[str],
+    thingspace_blocks: list[str],
+    equinix_blocks: list[str],
+    db_path: str | None = None,
+) -> list[TokenEvent]:
+    """Renew every vendor token and record one ``token_events`` row each (never the token).
+
+    Stream refresh tokens are single-use: each new one is saved to its block before it is ever used.
+    """
+    store = history_store(db_path)
+    recorder = CallRecorder()
+    events: list[TokenEvent] = []
+    try:
+        for name in stream_blocks:
+            stream_block = StreamCredentials.load(name)
+            with stream_block.get_client(recorder=recorder, on_token=save_refresh_token(name)) as client:
+                events.append(rotate_stream_token(client, name))
+        for name in thingspace_blocks:
+            with ThingSpaceCredentials.load(name).get_client(recorder=recorder) as client:
+                events.append(renew_thingspace_session(client, name))
+        for name in equinix_blocks:
+            with EquinixCredentials.load(name).get_client(recorder=recorder) as client:
+                events.append(renew_equinix_token(client, name))
+        store.record_token_events(events)
+    finally:
+        flush_calls(store, recorder)
+    return events
+
+
+def save_refresh_token(block_name: str) -> Callable[[TokenInfo], None]:
+    """An ``on_token`` callback writing each new Stream refresh token back to its block, before it is used.
+
+    The block is read again and saved whole in one call, so the stored refresh token is always one the
+    vendor issued; if two runs race, the loser's refresh is refused and the client falls back to
+    ``client_credentials`` (and saves that token), so a lost race costs one extra token request.
+    """
+
+    def on_token(info: TokenInfo) -> None:
+        block = StreamCredentials.load(block_name)
+        block.refresh_token = info.refresh_token
+        block.save(block_name, overwrite=True)
+
+    return on_token
