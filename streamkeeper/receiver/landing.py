@@ -103,7 +103,7 @@ class LandingArea:
     def remove_stale_tmp(self) -> int:
         """Delete half-written files left by a crash (their deliveries were never acknowledged)."""
         removed = 0
-        for tmp in self.root.glob(f"*/*/*{TMP_SUFFIX}"):
+        for tmp in [*self.root.glob(f"*/*/*{TMP_SUFFIX}"), *self.state_dir.rglob("*.tmp")]:
             tmp.unlink(missing_ok=True)
             removed += 1
         return removed
