@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from streamkeeper.ingest.landing import load_landing as ingest_landing
 from streamkeeper.receiver import ReceiverConfig, read_records
 from streamkeeper.receiver.app import Receiver
 from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.store import HistoryStore
-from streamkeeper.store.records import EVENT_COLUMNS, EventGap
 
 # sentinels: none of these may appear in a landing file, the receiver's state, or a log line
 DMA_USER = "dma-notifier"
@@ -92,26 +89,14 @@ def assert_no_secrets(landing: Path, *texts: str) -> None:
 
 
 def load_landing(landing: Path, db_path: Path) -> HistoryStore:
-    """Load the landing area into a history store the way the CONVENTIONS describe (dedup by event id).
-
-    (The ingest job's loader is `streamkeeper.ingest.landing`; this keeps the receiver's tests independent
-    of it while checking that what lands is loadable by `HistoryStore.load_events` and `record_gaps`.)
-    """
+    """Run the ingest job's landing loader over `landing` into a fresh store (dedup by event id)."""
     store = HistoryStore(db_path)
-    records = read_records(landing)
-    rows = [r for r in records if r.get("kind", "event") == "event"]
-    frame = pd.DataFrame.from_records(
-        [{c: r.get(c) for c in EVENT_COLUMNS} for r in rows], columns=EVENT_COLUMNS
-    )
-    for column in ("occurred_at", "received_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
-    frame["payload"] = [json.dumps(p) for p in frame["payload"]]
-    store.load_events(frame)
-    store.record_gaps(
-        [
-            EventGap(**{k: r[k] for k in EventGap.model_fields if k in r})
-            for r in records
-            if r.get("kind") == "gap"
-        ]
+    before = read_records(landing)
+    report = ingest_landing(store, landing)
+    assert report.skipped == 0, report  # every record the receiver wrote is loadable
+    assert report.received == len(before)
+    assert read_records(landing) == []  # loaded, then deleted after the commit
+    assert report.gaps == len(
+        {(g["subscription_id"], g["expected"], g["received"]) for g in before if g.get("kind") == "gap"}
     )
     return store
