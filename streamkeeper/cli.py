@@ -91,28 +91,83 @@ def connect(
 # -- refresh -----------------------------------------------------------------------------------------------
 @app.command()
 def refresh(
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec", help="Spec file: refresh its connections; recreate its DMA subscriptions that expired."
+        ),
+    ] = None,
     dma: Annotated[
         list[str] | None, typer.Option("--dma", help="DMA credentials block name. Repeatable.")
+    ] = None,
+    stream: Annotated[
+        list[str] | None,
+        typer.Option("--stream", help="Stream block whose refresh token to rotate. Repeatable."),
+    ] = None,
+    thingspace: Annotated[
+        list[str] | None,
+        typer.Option("--thingspace", help="ThingSpace block whose session to renew. Repeatable."),
+    ] = None,
+    equinix: Annotated[
+        list[str] | None, typer.Option("--equinix", help="Equinix block whose token to renew. Repeatable.")
     ] = None,
     within: Annotated[int, typer.Option(help="Refresh what expires within this many seconds.")] = 7200,
     ttl: Annotated[
         int | None, typer.Option("--ttl", help="Time-to-live to set (0 = 26 h); default each one's own.")
     ] = None,
+    db: Annotated[Path | None, typer.Option(help="History store file (default $STREAMKEEPER_DB).")] = None,
 ) -> None:
-    """Run refresh-subscriptions: keep DMA subscriptions alive."""
+    """Run refresh-subscriptions: keep DMA subscriptions alive and renew vendor tokens.
+
+    Without --spec or any block, refreshes the DMA block named "dma".
+    """
     if ttl is not None and not 0 <= ttl <= 93600:
         raise ConfigError(f"--ttl {ttl}: a DMA time-to-live is 0 (the maximum) or 1..93600 seconds")
+    if within < 0:
+        raise ConfigError(f"--within {within}: give a number of seconds, 0 or more")
+    if spec is not None:
+        from streamkeeper.spec import load_spec
+
+        load_spec(spec)  # a spec mistake is one line, before Prefect starts
+    if spec is None and not (dma or stream or thingspace or equinix):
+        dma = ["dma"]
     _start_prefect()
     from flows.refresh import refresh_subscriptions
 
     summary = refresh_subscriptions(
-        dma_blocks=dma or ["dma"], refresh_within_seconds=within, time_to_live=ttl
+        spec_path=str(spec) if spec else None,
+        dma_blocks=dma or [],
+        stream_blocks=stream or [],
+        thingspace_blocks=thingspace or [],
+        equinix_blocks=equinix or [],
+        refresh_within_seconds=within,
+        time_to_live=ttl,
+        db_path=str(db) if db else None,
     )
     _print_refresh(summary.outcomes)
-    echo(f"refreshed {summary.refreshed}, expired {summary.expired}, failed {summary.failed}")
+    if summary.tokens:
+        echo("")
+        echo(
+            _table(
+                ("vendor", "account", "token", "expires", "detail"),
+                [(t.vendor, t.account, t.event, _ts(t.expires_at), t.detail or "") for t in summary.tokens],
+            )
+        )
+    echo(
+        f"refreshed {summary.refreshed}, expired {summary.expired}, recreated {summary.recreated}, "
+        f"failed {summary.failed}; tokens renewed {len(summary.tokens) - summary.tokens_failed}, "
+        f"failed {summary.tokens_failed}"
+    )
+
+
+REFRESH_ROWS = 50
 
 
 def _print_refresh(outcomes: list[Any]) -> None:
+    shown = outcomes
+    if len(outcomes) > REFRESH_ROWS:  # many: what did not simply refresh, then the first refreshed ones
+        shown = [o for o in outcomes if o.outcome != "refreshed"]
+        shown += [o for o in outcomes if o.outcome == "refreshed"][: max(0, REFRESH_ROWS - len(shown))]
     rows = [
         (
             o.account,
@@ -122,9 +177,12 @@ def _print_refresh(outcomes: list[Any]) -> None:
             _ts(o.old_expires_at),
             _ts(o.new_expires_at),
         )
-        for o in outcomes
+        for o in shown
     ]
-    echo(_table(("account", "subscription", "name", "outcome", "old expiry", "new expiry"), rows))
+    if rows:
+        echo(_table(("account", "subscription", "name", "outcome", "old expiry", "new expiry"), rows))
+    if len(shown) < len(outcomes):
+        echo(f"... {len(outcomes) - len(shown)} more refreshed (streamkeeper report refresh_history)")
 
 
 def _ts(value: Any) -> str:
@@ -170,18 +228,26 @@ def demo() -> None:
 
 
 # -- report ------------------------------------------------------------------------------------------------
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def report(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Report name (a file in data/reports/ without .sql).")],
     format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     db: Annotated[Path | None, typer.Option(help="History store file.")] = None,
 ) -> None:
-    """Run a SQL report over the history store."""
-    from streamkeeper.reports import render, run_report
+    """Run a SQL report over the history store. Report parameters follow as --name value, e.g.
+    `streamkeeper report expiring --hours 6`; `streamkeeper report list` lists the reports."""
+    from streamkeeper.reports import available, load_report, parse_options, render, run_report
 
     if format not in ("table", "csv", "json"):
         raise ConfigError(f"unknown format {format!r}: choose table, csv or json")
-    echo(render(run_report(name, db), format))
+    if name == "list":
+        for report_name in available():
+            found = load_report(report_name)
+            params = " ".join(f"[--{p.name.replace('_', '-')} {p.default!r}]" for p in found.params)
+            echo(f"{report_name:<22} {found.description}" + (f"  {params}" if params else ""))
+        return
+    echo(render(run_report(name, db, parse_options(list(ctx.args))), format))
 
 
 def _register_commands() -> None:
