@@ -13,6 +13,7 @@ from streamkeeper.receiver.config import (
     ReceiverConfig,
     StreamWebhook,
     ThingSpaceTarget,
+    config_from_spec,
     load_config,
 )
 from streamkeeper.receiver.landing import LandingArea, landing_dir, read_records
@@ -24,6 +25,7 @@ __all__ = [
     "Receiver",
     "StreamWebhook",
     "ThingSpaceTarget",
+    "config_from_spec",
     "create_app",
     "landing_dir",
     "load_config",

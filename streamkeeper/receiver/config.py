@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -39,7 +41,11 @@ from pydantic import (
     model_validator,
 )
 
+from streamkeeper.errors import ConfigError
 from streamkeeper.yamlspec import load_yaml_model
+
+if TYPE_CHECKING:
+    from streamkeeper.spec import ProvisioningSpec
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # ours: 1 MiB; a DMA notification or a webhook is a few KiB
 
@@ -146,3 +152,77 @@ class ReceiverConfig(_Strict):
 def load_config(path: Path | str) -> ReceiverConfig:
     """Read a receiver config YAML file; a `ConfigError` names the file, line and field."""
     return load_yaml_model(path, ReceiverConfig)
+
+
+def _route_name(url: str, prefix: str) -> str | None:
+    """``https://rx.example.com/dma/conferences`` -> ``conferences`` (None: not one of our routes)."""
+    match = re.match(rf"^/{prefix}/([A-Za-z0-9][A-Za-z0-9._-]{{0,63}})/?$", urlsplit(url).path)
+    return match.group(1) if match else None
+
+
+def config_from_spec(
+    spec: ProvisioningSpec,
+    secret: Callable[[str], str | SecretStr],
+    base: ReceiverConfig | None = None,
+) -> ReceiverConfig:
+    """The senders a provisioning spec points at this receiver, added to `base` (Stream webhooks, limits).
+
+    DMA subscriptions whose ``consumer_url`` path is ``/dma/<name>`` and that have notification credentials,
+    and ThingSpace ``streamrest`` targets whose address path is ``/thingspace/<name>`` and that have
+    credentials, become routes with those credentials; `secret` resolves a spec's ``*_block`` name to its
+    value (Prefect ``Secret`` blocks: the caller's job, this package does not import Prefect). Spec entries
+    on one route must agree (same connection and credentials), and a route of `base` cannot come again.
+    """
+    dma: dict[str, DMAConsumer] = dict(base.dma) if base else {}
+    thingspace: dict[str, ThingSpaceTarget] = dict(base.thingspace) if base else {}
+    sources: dict[str, tuple[str | None, ...]] = {f"/dma/{n}": ("config",) for n in dma}
+    sources.update({f"/thingspace/{n}": ("config",) for n in thingspace})  # route -> what made it
+
+    def first(route: str, source: tuple[str | None, ...]) -> bool:
+        """True the first time a route is seen; a route seen again must agree."""
+        if route in sources:
+            if sources[route] != source:
+                raise ConfigError(f"spec: {route} is given twice, with different connections or credentials")
+            return False
+        sources[route] = source
+        return True
+
+    def value(block: str | None) -> SecretStr | None:
+        if block is None:
+            return None
+        resolved = secret(block)
+        return resolved if isinstance(resolved, SecretStr) else SecretStr(resolved)
+
+    for connection in spec.dma:
+        for sub in connection.subscriptions:
+            name = _route_name(sub.consumer_url, "dma")
+            notify = sub.notification_credentials
+            if name is None or notify is None:
+                continue
+            if first(f"/dma/{name}", (connection.connection, notify.username, notify.password_block)):
+                password = value(notify.password_block)
+                assert password is not None
+                dma[name] = DMAConsumer(
+                    account=connection.connection, username=notify.username, password=password
+                )
+    for ts in spec.thingspace:
+        for target in ts.targets:
+            name = _route_name(target.address, "thingspace") if "://" in target.address else None
+            creds = target.credentials
+            if name is None or creds is None or target.scheme != "streamrest":
+                continue
+            source = (ts.account, creds.username, creds.password_block, creds.bearer_token_block)
+            if first(f"/thingspace/{name}", source):
+                thingspace[name] = ThingSpaceTarget(
+                    account=ts.account,
+                    username=creds.username,
+                    password=value(creds.password_block),
+                    bearer_token=value(creds.bearer_token_block),
+                )
+    return ReceiverConfig(
+        landing=base.landing if base else None,
+        max_body_bytes=base.max_body_bytes if base else DEFAULT_MAX_BODY_BYTES,
+        dma=dma,
+        thingspace=thingspace,
+        stream=dict(base.stream) if base else {},
+    )
