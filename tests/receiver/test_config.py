@@ -100,3 +100,56 @@ def test_receive_command_errors_are_one_line(
     )
     assert main(["receive", "--config", str(tmp_path / "missing.yaml")]) == 1
     assert "spec file not found" in capsys.readouterr().err
+
+
+SPEC = """
+dma:
+  - connection: demo-dma
+    subscriptions:
+      - {name: all, consumer_url: "https://rx.example.com:8099/dma/conf", time_to_live: 600,
+         notification_credentials: {username: notifier, password_block: dma-notify}}
+      - {name: one, subject: conference, conference: "1", consumer_url: "https://rx.example.com:8099/dma/conf",
+         time_to_live: 600, notification_credentials: {username: notifier, password_block: dma-notify}}
+      - {name: elsewhere, consumer_url: "https://other.example.com/notify", time_to_live: 600,
+         notification_credentials: {username: x, password_block: other}}
+thingspace:
+  - connection: demo-thingspace
+    account: "0000000000-00001"
+    targets:
+      - name: rx
+        address: "https://rx.example.com:8443/thingspace/devices"
+        credentials: {username: ts-receiver, password_block: ts-receiver}
+      - name: rx-bearer
+        address: "https://rx.example.com:8443/thingspace/tokens"
+        credentials: {bearer_token_block: ts-token}
+      - {name: bare, address: "rx.example.com:8443"}
+"""
+
+
+def test_config_from_a_provisioning_spec() -> None:
+    from streamkeeper.receiver.config import config_from_spec
+    from streamkeeper.spec import load_spec_text
+
+    blocks = {"dma-notify": DMA_PASSWORD, "ts-receiver": "S3NTINEL-ts", "ts-token": "S3NTINEL-token"}
+    base = receiver_config(dma={}, thingspace={})  # the Stream webhook secret is not in a spec
+    config = config_from_spec(load_spec_text(SPEC), blocks.__getitem__, base)
+    assert list(config.dma) == ["conf"] and list(config.thingspace) == ["devices", "tokens"]
+    assert (config.dma["conf"].account, config.dma["conf"].username) == ("demo-dma", "notifier")
+    assert config.dma["conf"].password.get_secret_value() == DMA_PASSWORD
+    devices, tokens = config.thingspace["devices"], config.thingspace["tokens"]
+    assert (devices.account, devices.username, devices.bearer_token) == (
+        "0000000000-00001",
+        "ts-receiver",
+        None,
+    )
+    assert tokens.bearer_token is not None and tokens.bearer_token.get_secret_value() == "S3NTINEL-token"
+    assert config.stream == base.stream
+
+    # subscription "one" (on the same route) sends another user: which credentials would the route check?
+    conflicting = SPEC.replace(
+        "600, notification_credentials: {username: notifier", "600, notification_credentials: {username: eve"
+    )
+    with pytest.raises(ConfigError, match="/dma/conf is given twice"):
+        config_from_spec(load_spec_text(conflicting), blocks.__getitem__, base)
+    with pytest.raises(ConfigError, match="/dma/conf is given twice"):  # already in the base config
+        config_from_spec(load_spec_text(SPEC), blocks.__getitem__, receiver_config())
