@@ -29,6 +29,7 @@ from rxkit import (
     STREAM_SECRET,
     TS_PASSWORD,
     TS_USER,
+    assert_no_secrets,
     events,
     gaps,
     load_landing,
@@ -97,7 +98,7 @@ class ReceiverProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self.healthy, timeout=30, what="the receiver to start")
+        wait_for(self.healthy, timeout=60, what="the receiver to start")
 
     def healthy(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, self.log()
@@ -156,7 +157,7 @@ def sender(url: str, index: int, acked: list[tuple[str, str, str]], lock: thread
     with httpx.Client(timeout=5) as http:
         for n in range(1, PER_SENDER + 1):
             path, stream, arguments = delivery(kind, index, n)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 90
             while True:
                 try:
                     response: httpx.Response | None = http.post(url + path, **arguments)
@@ -168,7 +169,7 @@ def sender(url: str, index: int, acked: list[tuple[str, str, str]], lock: thread
                     break
                 assert response is None or response.status_code >= 500, response.text
                 assert time.monotonic() < deadline, f"sender {index} gave up on delivery {n}"
-                backoff.wait(0.02)
+                backoff.wait(0.05)
 
 
 def test_every_acknowledged_delivery_lands_across_a_crash(
@@ -211,6 +212,7 @@ def test_every_acknowledged_delivery_lands_across_a_crash(
     leftovers = [(p.name, p.stat().st_mtime - down) for p in receiver.landing.rglob("*.tmp")]
     assert not leftovers, (leftovers, restarted_in, receiver.log()[-3000:])
 
+    assert_no_secrets(receiver.landing, receiver.log())
     store = load_landing(receiver.landing, tmp_path / "history.duckdb")
     by_vendor = store.query("SELECT vendor, count(*) AS n FROM events GROUP BY vendor")
     assert dict(zip(by_vendor.vendor, by_vendor.n.astype(int), strict=True)) == {
