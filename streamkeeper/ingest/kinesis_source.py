@@ -35,7 +35,7 @@ def drain_kinesis(
     stream_name: str,
     *,
     max_events: int = 100_000,
-    batch_size: int = 1_000,
+    batch_size: int = 5_000,
     max_seconds: float | None = None,
     fallback_vendor: str = "kinesis",
 ) -> SourceReport:

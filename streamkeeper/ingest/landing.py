@@ -117,7 +117,7 @@ def load_landing(
     landing: str | Path | None = None,
     *,
     max_events: int = 100_000,
-    batch_size: int = 5_000,
+    batch_size: int = 10_000,
     max_seconds: float | None = None,
 ) -> SourceReport:
     """Load finished landing files in batches; each batch's files are deleted after its commit.

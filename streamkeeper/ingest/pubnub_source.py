@@ -89,7 +89,7 @@ class PubNubOptions(BaseModel):
     )
     max_seconds: float = Field(default=30.0, gt=0, description="Stop collecting live after this long.")
     idle_seconds: float = Field(default=1.0, gt=0, description="Stop collecting live after this long idle.")
-    batch_size: int = Field(default=5_000, ge=1, description="Rows per commit.")
+    batch_size: int = Field(default=20_000, ge=1, description="Rows per commit (each commit costs ~0.1-1 s).")
     history_lag_seconds: float = Field(
         default=0.0,
         ge=0,
@@ -328,8 +328,8 @@ class _Drain:
                 if len(self.pending) >= self.options.batch_size:
                     self._flush()
                 oldest = min(timetokens)
-                if end is not None and oldest <= end:
-                    break
+                if (end is not None and oldest <= end) or oldest >= start:
+                    break  # reached the cursor (or a service that ignores `start`: no progress)
                 start = oldest
 
     # -- rows ----------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from ingestkit import wait_for
 from pydantic import SecretStr
 
 from streamkeeper.ingest import IngestError, PubNubOptions, PubNubStream, drain_pubnub, plt_streams
@@ -121,6 +122,34 @@ def test_a_gap_longer_than_the_replay_window_is_filled_from_history(
     again = drain_pubnub(store, [STREAM_A], options)
     assert again.loaded == 0 and again.duplicates >= 350
     assert len(stored_ids(store)) == 352
+
+
+def test_an_outage_while_listening_loses_and_repeats_nothing(store: HistoryStore) -> None:
+    emulator = PubNubEmulator(long_poll_timeout=1.0)
+    server = SandboxServer(emulator).start()
+    port = server.port
+    options = PubNubOptions(origin=f"http://127.0.0.1:{port}", idle_seconds=2.0, max_seconds=30)
+    sent = [(ch, emulator.publish(ch, event(n))) for n, ch in enumerate(STREAM_A.channels)]
+    assert drain_pubnub(store, [STREAM_A], options.model_copy(update={"idle_seconds": 0.3})).loaded == 2
+    reports: list[object] = []
+    drain = threading.Thread(target=lambda: reports.append(drain_pubnub(store, [STREAM_A], options)))
+    restarted = None
+    try:
+        drain.start()
+        wait_for(lambda: emulator.long_polls == 1, what="the consumer listening")
+        sent += [(ch, emulator.publish(ch, event(n))) for n in range(40) for ch in STREAM_A.channels]
+        server.stop()  # PubNub goes away mid-drain; 300 messages go by meanwhile
+        sent += [(ch, emulator.publish(ch, event(n))) for n in range(150) for ch in STREAM_A.channels]
+        restarted = SandboxServer(emulator, port=port).start()
+        sent += [(ch, emulator.publish(ch, event(n))) for n in range(20) for ch in STREAM_A.channels]
+        drain.join(60)
+        assert not drain.is_alive() and len(reports) == 1
+    finally:
+        (restarted or server).stop()
+
+    ids = stored_ids(store)
+    assert len(ids) == len(set(ids)) == len(sent) == 422
+    assert set(ids) == expected_ids(sent)
 
 
 def test_plt_streams_from_the_plt_emulator_land_without_the_partner_id(
