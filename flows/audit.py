@@ -1,0 +1,124 @@
+"""``audit-subscriptions``: snapshot what every vendor holds, and report drift against the spec and the last
+snapshot; optionally heal it by applying the spec.
+
+One task per connection of the spec. Each writes its snapshot (conditional reads where the vendor has
+ETags: an unchanged DMA subscription costs a 304 and stores no body), its findings and its audit row in
+the history store; the ``drift`` view and the ``drift`` table artifact show what differs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from pydantic import BaseModel, Field
+
+from streamkeeper.audit import AuditResult, DriftFinding
+from streamkeeper.errors import StreamkeeperError
+from streamkeeper.spec import load_spec
+from tasks.audit import audit_vendor_connection
+
+ARTIFACT_ROWS = 500
+
+HEALABLE = frozenset({"missing", "changed", "expired"})
+"""Findings that applying the spec repairs (extra ones stay: apply deletes only with prune)."""
+
+
+class AuditSummary(BaseModel):
+    """What an audit run saw; after healing, `audits` is the audit taken after the apply."""
+
+    audits: list[AuditResult] = Field(default_factory=list)
+    healed: bool = False
+    before_heal: list[AuditResult] = Field(default_factory=list)
+
+    @property
+    def findings(self) -> list[DriftFinding]:
+        return [f for a in self.audits for f in a.findings]
+
+    @property
+    def failed(self) -> list[AuditResult]:
+        return [a for a in self.audits if a.error]
+
+    def line(self) -> str:
+        observed = sum(a.observed for a in self.audits)
+        unchanged = sum(a.not_modified for a in self.audits)
+        stored = sum(a.bodies_stored for a in self.audits)
+        return (
+            f"{len(self.audits)} connection(s), {observed} resources ({unchanged} unchanged, {stored} bodies "
+            f"stored), {len(self.findings)} drift finding(s), {len(self.failed)} failed"
+        )
+
+
+@flow(name="audit-subscriptions", log_prints=True)
+def audit_subscriptions(
+    spec_path: Annotated[
+        str, Field(description="Spec file: which connections to audit and what they should hold.")
+    ],
+    heal: Annotated[
+        bool, Field(description="Apply the spec when it drifted (provision-subscriptions), then audit again.")
+    ] = False,
+    db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
+) -> AuditSummary:
+    """Snapshot every connection of the spec at its vendor and report the drift."""
+    logger = get_run_logger()
+    summary = AuditSummary(audits=_audit_all(spec_path, db_path))
+    logger.info("audit: %s", summary.line())
+    _publish(summary)
+    if heal and any(f.against == "spec" and f.finding in HEALABLE for f in summary.findings):
+        from flows.provision import provision_subscriptions
+
+        logger.info("healing: applying %s", spec_path)
+        provision_subscriptions(spec_path=spec_path, dry_run=False, db_path=db_path)
+        summary = AuditSummary(audits=_audit_all(spec_path, db_path), healed=True, before_heal=summary.audits)
+        logger.info("after healing: %s", summary.line())
+        _publish(summary)
+    if summary.failed:
+        first = summary.failed[0]
+        raise StreamkeeperError(
+            f"{len(summary.failed)} connection(s) could not be audited; first: {first.vendor}/{first.account}: "
+            f"{first.error}"
+        )
+    return summary
+
+
+def _audit_all(spec_path: str, db_path: str | None) -> list[AuditResult]:
+    spec = load_spec(spec_path)
+    runs = [audit_vendor_connection.submit(vendor, c, db_path) for vendor, c in spec.connections()]
+    return [run.result() for run in runs]
+
+
+def _publish(summary: AuditSummary) -> None:
+    rows = [
+        {
+            "vendor": f.vendor,
+            "account": f.account,
+            "resource": f.resource,
+            "name": f.name,
+            "id": f.subscription_id,
+            "against": f.against,
+            "finding": f.finding,
+            "fields": json.dumps(f.fields, default=str) if f.fields else None,
+            "detail": f.detail,
+        }
+        for f in summary.findings[:ARTIFACT_ROWS]
+    ]
+    rows += [
+        {
+            "vendor": a.vendor,
+            "account": a.account,
+            "resource": None,
+            "name": None,
+            "id": None,
+            "against": None,
+            "finding": "audit failed",
+            "fields": None,
+            "detail": a.error,
+        }
+        for a in summary.failed
+    ]
+    description = summary.line() + (" (after healing)" if summary.healed else "")
+    if len(summary.findings) > ARTIFACT_ROWS:
+        description += f"; first {ARTIFACT_ROWS} findings shown, all are in the drift view"
+    create_table_artifact(key="drift", table=rows or [{"finding": "no drift"}], description=description)

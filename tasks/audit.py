@@ -1,0 +1,38 @@
+"""Tasks of audit-subscriptions: one per spec connection (a vendor account), never one per subscription."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from blocks.registry import block_class
+from streamkeeper.audit import AuditResult, audit_connection
+from streamkeeper.provision.adapters import make_adapter
+from streamkeeper.vendors.http import CallRecorder, VendorClient
+from tasks.refresh import save_refresh_token
+from tasks.retry import transient_only
+from tasks.store import flush_calls, history_store
+
+
+def vendor_client(vendor: str, block_name: str, recorder: CallRecorder) -> VendorClient:
+    """The client of a credentials block; a Stream client saves each rotated refresh token to its block."""
+    block: Any = block_class(vendor).load(block_name)
+    if vendor == "stream":
+        client: VendorClient = block.get_client(recorder=recorder, on_token=save_refresh_token(block_name))
+    else:
+        client = block.get_client(recorder=recorder)
+    return client
+
+
+@task(name="audit-connection", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_only)
+def audit_vendor_connection(vendor: str, connection: Any, db_path: str | None = None) -> AuditResult:
+    """Snapshot what one spec connection holds at its vendor, and its drift (against the spec and the
+    previous snapshot), in the history store. A vendor that cannot be read is an audit with `error` set."""
+    store = history_store(db_path)
+    recorder = CallRecorder()
+    with vendor_client(vendor, connection.connection, recorder) as client:
+        try:
+            return audit_connection(make_adapter(vendor, connection, client), store)
+        finally:
+            flush_calls(store, recorder)
