@@ -185,7 +185,7 @@ def test_every_acknowledged_delivery_lands_across_a_crash(
     for thread in threads:
         thread.start()
 
-    wait_for(lambda: len(acked) >= TOTAL // 2, timeout=60, what="half of the deliveries")
+    wait_for(lambda: len(acked) >= TOTAL // 2, timeout=120, what="half of the deliveries")
     receiver.kill()  # SIGKILL: no graceful shutdown, requests in flight are cut
     at_kill = len(acked)
     down = time.perf_counter()
