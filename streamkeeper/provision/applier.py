@@ -45,11 +45,24 @@ def apply_plan(adapter: Adapter, plan: Plan, workers: int = DEFAULT_WORKERS) -> 
     return outcomes
 
 
-def apply_all(adapters: Sequence[Adapter], plan: Plan, workers: int = DEFAULT_WORKERS) -> list[Outcome]:
-    """Apply a plan over several connections, one after the other (each with `workers` threads)."""
+def apply_all(
+    adapters: Sequence[Adapter], plan: Plan, workers: int = DEFAULT_WORKERS, connections: int = 4
+) -> list[Outcome]:
+    """Apply a plan over several connections, `connections` at a time, each with `workers` threads."""
     if plan.errors:
         raise StreamkeeperError(f"the plan has errors, nothing applied: {plan.errors[0]}")
-    return [o for adapter in adapters for o in apply_plan(adapter, plan, workers)]
+    parts = plan.split()
+    busy = [
+        (a, parts[(a.vendor, a.account)])
+        for a in adapters
+        if (a.vendor, a.account) in parts
+        and (parts[(a.vendor, a.account)].pending() or parts[(a.vendor, a.account)].vanished)
+    ]
+    if not busy:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(connections, len(busy)))) as pool:
+        results = list(pool.map(lambda job: apply_plan(job[0], job[1], workers), busy))
+    return [o for outcomes in results for o in outcomes]
 
 
 def versions(outcomes: Sequence[Outcome]) -> list[SubscriptionVersion]:

@@ -191,6 +191,21 @@ class Plan(BaseModel):
             for c in self.pending()
         ]
 
+    def split(self) -> dict[tuple[str, str], Plan]:
+        """The plan of each connection, by (vendor, account)."""
+        parts: dict[tuple[str, str], Plan] = {}
+
+        def part(vendor: str, account: str) -> Plan:
+            return parts.setdefault((vendor, account), Plan(prune=self.prune))
+
+        for c in self.changes:
+            part(c.vendor, c.account).changes.append(c)
+        for r in self.unmanaged:
+            part(r.vendor, r.account).unmanaged.append(r)
+        for r in self.vanished:
+            part(r.vendor, r.account).vanished.append(r)
+        return parts
+
     @classmethod
     def merge(cls, plans: list[Plan]) -> Plan:
         return cls(

@@ -37,9 +37,12 @@ class Known(BaseModel):
     def model_post_init(self, context: Any) -> None:
         self._by_id = {(r.vendor, r.account, r.subscription_id): r for r in self.resources}
         self._by_name: dict[tuple[str, str, str, str], KnownResource] = {}
+        self._by_connection: dict[tuple[str, str], list[KnownResource]] = {}
+        self._parts: dict[tuple[str, str], Known] = {}
         for r in self.resources:
             if r.name:
                 self._by_name[(r.vendor, r.account, r.type, r.name)] = r
+            self._by_connection.setdefault((r.vendor, r.account), []).append(r)
 
     def by_id(self, vendor: str, account: str, subscription_id: str | None) -> KnownResource | None:
         if subscription_id is None:
@@ -53,7 +56,10 @@ class Known(BaseModel):
 
     def of(self, vendor: str, account: str) -> Known:
         """The part about one connection (what a connection's plan needs)."""
-        return Known(resources=[r for r in self.resources if r.vendor == vendor and r.account == account])
+        key = (vendor, account)
+        if key not in self._parts:
+            self._parts[key] = Known(resources=self._by_connection.get(key, []))
+        return self._parts[key]
 
 
 TARGET_KIND = "ts.target"

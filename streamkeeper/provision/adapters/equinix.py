@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from typing import Any
 
 from streamkeeper.provision.adapters.base import Adapter, Pair
@@ -38,6 +39,7 @@ _GONE = frozenset({"DELETED", "DELETE_IN_PROGRESS"})
 ORG_KEY = "organisation"
 
 
+@lru_cache(maxsize=64)
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)

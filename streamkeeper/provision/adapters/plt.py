@@ -56,12 +56,12 @@ class PLTAdapter(Adapter):
         out: list[Resource] = []
         errors: list[str] = []
         owners: dict[str, str] = {}
+        index: dict[tuple[str, str], list[StreamSummary]] = {}
+        for s in self._catalog:  # a stream by id or name, a tenant by id or name
+            for pair in {(a, b) for a in (s.stream_id, s.stream_name) for b in (s.tenant_id, s.tenant_name)}:
+                index.setdefault(pair, []).append(s)
         for spec in self.connection.streams:
-            found = [
-                s
-                for s in self._catalog
-                if spec.stream in (s.stream_id, s.stream_name) and spec.tenant in (s.tenant_id, s.tenant_name)
-            ]
+            found = index.get((spec.stream, spec.tenant), [])
             if len(found) != 1:
                 problem = "is not available to this partner" if not found else "is ambiguous (use ids)"
                 errors.append(f"stream {spec.name!r}: {spec.stream} for tenant {spec.tenant} {problem}")
