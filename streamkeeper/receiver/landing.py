@@ -136,7 +136,12 @@ class LandingArea:
             path = self.path_for(record)
             self.ensure_dir(path.parent)
             data = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-            write_atomic(path, data)
+            try:
+                write_atomic(path, data)
+            except FileNotFoundError:  # the directory was removed since (a cleanup): make it again
+                self._known_dirs.discard(path.parent)
+                self.ensure_dir(path.parent)
+                write_atomic(path, data)
             paths.append(path)
             dirs.add(path.parent)
         for directory in dirs:

@@ -104,23 +104,3 @@ def test_state_survives_a_new_process(tmp_path: Path) -> None:
     assert again.load("conf", "12") == verdicts[0].state
     assert again.load("conf", "13") is None
     assert not list((tmp_path / "landing").glob("*/*/*.json"))  # state is never a landing file
-
-
-def test_a_new_receiver_removes_what_a_crash_left_half_written(tmp_path: Path) -> None:
-    root = tmp_path / "landing"
-    landing = LandingArea(root)
-    [kept] = landing.write(
-        [{"vendor": "stream", "delivery_id": "d1", "received_at": "2025-01-02T03:04:05+00:00"}]
-    )
-    half = kept.with_name("d2.json.tmp")
-    half.write_bytes(b'{"vendor":')
-    state_half = landing.state_dir / "dma" / "conf" / "7.state.tmp"
-    state_half.parent.mkdir(parents=True)
-    state_half.write_bytes(b"{")
-    landing.close()
-
-    LandingArea(root).close()
-    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
-        ".receiver/lock",
-        "stream/20250102/d1.json",
-    ]
