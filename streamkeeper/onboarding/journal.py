@@ -5,9 +5,12 @@
         ...                       # step.created / step.existing / step.needs_human / step.ids
     markdown = journal.markdown()
 
-Every step writes its row when it ends, whether it succeeded or not, so nothing half-done goes
-unrecorded: a failed step's row says what it had done before it failed. Rows hold ids and names only,
-never a secret (tokens, codes and links stay out of `ids`, `detail` and the report).
+Every step gets a row, whether it succeeded or not. A step that changed something at Stream, failed,
+or waits for a human is written at once (with any rows still pending), so nothing half-done goes
+unrecorded: a failed step's row says what it had done before it failed. Rows of steps that found
+everything done already are batched until the next such write or `Journal.flush` (the end of the run),
+so a re-run that changes nothing costs one write. Rows hold ids and names only, never a secret
+(tokens, codes and links stay out of `ids`, `detail` and the report).
 """
 
 from __future__ import annotations
@@ -86,8 +89,7 @@ class Journal:
 
     Args:
         org_key: the organisation's provider id (known before the organisation exists).
-        store: where the rows go (one small batch per step, so a crash loses nothing done); None keeps
-            them in memory only.
+        store: where the rows go; None keeps them in memory only.
     """
 
     def __init__(self, org_key: str, store: HistoryStore | None = None) -> None:
@@ -95,6 +97,7 @@ class Journal:
         self.store = store
         self.org_id: str | None = None
         self.records: list[StepRecord] = []
+        self._pending: list[OnboardingStep] = []
 
     @contextmanager
     def step(self, name: str) -> Iterator[StepRecord]:
@@ -129,20 +132,27 @@ class Journal:
         record.finished_at = utcnow()
         record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         self.records.append(record)
-        if self.store is None:
-            return
-        row = OnboardingStep(
-            org_key=self.org_key,
-            org_id=record.ids.get("org_id") or self.org_id,
-            step=record.step,
-            status=record.status,
-            ids=record.ids or None,
-            detail=record.detail(),
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            duration_ms=record.duration_ms,
+        self._pending.append(
+            OnboardingStep(
+                org_key=self.org_key,
+                org_id=record.ids.get("org_id") or self.org_id,
+                step=record.step,
+                status=record.status,
+                ids=record.ids or None,
+                detail=record.detail(),
+                started_at=record.started_at,
+                finished_at=record.finished_at,
+                duration_ms=record.duration_ms,
+            )
         )
-        self.store.record_onboarding_steps([row])
+        if record.created or record.status in ("failed", "waiting"):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows not written yet, in one batch."""
+        if self.store is not None and self._pending:
+            self.store.record_onboarding_steps(self._pending)
+        self._pending = []
 
     # -- the run's report ----------------------------------------------------------------------------------
     def created(self) -> list[str]:

@@ -136,7 +136,9 @@ class Onboarder:
             steps.ensure_flags(c, org_id, spec, step)
         with j.step("sso-links") as step:
             issued = {e for r in j.records if r.step == "sso-links" for e in r.ids.get("issued", [])}
-            return steps.issue_sso_links(c, spec, issued, step)
+            links = steps.issue_sso_links(c, spec, issued, step)
+        j.flush()
+        return links
 
 
 def rows(store: HistoryStore) -> list[tuple[str, str, dict[str, Any], str | None]]:

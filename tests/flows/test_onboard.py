@@ -1,0 +1,372 @@
+"""onboard-organization against the Stream emulator, with real Prefect (test harness) and a real DuckDB file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from pydantic import SecretStr
+
+from blocks.stream import StreamCredentials
+from flows.onboard import onboard_organization
+from streamkeeper.commands.onboard import WaitingStep, answer_paused_runs
+from streamkeeper.onboarding import Journal, OnboardingError
+from streamkeeper.onboarding.steps import open_sso_link
+from streamkeeper.sandbox.base import SandboxServer
+from streamkeeper.sandbox.stream import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_PARTNER_ID,
+    StreamSandbox,
+)
+from streamkeeper.store import HistoryStore
+from streamkeeper.store.records import utcnow
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+EXAMPLE = str(Path(__file__).parents[2] / "data" / "specs" / "onboarding-example.yaml")
+
+SMALL = """\
+organization:
+  name: Chain Grill
+  provider_id: chain-grill
+  owner: {email: grace@grill.example, first_name: Grace, last_name: Hopper}
+return_url: https://partner.example/stream/oauth/callback
+pos: {source: toast}
+dsps:
+  - source: grubhub
+    menus: [menu-lunch]
+    bindings:
+      - {location: toast-loc-001, store: gh-store-001}
+      - {location: toast-loc-002, store: gh-store-002, menus: [menu-lunch, menu-dinner]}
+flags: [new-menu-sync]
+segments: [internal]
+sso_users:
+  - {email: grace@grill.example, full_name: Grace Hopper, phone_number: "+1 555 0199"}
+"""
+
+
+@pytest.fixture
+def sandbox(serve: Callable[..., SandboxServer]) -> StreamSandbox:
+    app = StreamSandbox()
+    serve(app)
+    return app
+
+
+@pytest.fixture
+def block(sandbox: StreamSandbox) -> str:
+    name = f"stream-{uuid.uuid4().hex[:8]}"
+    StreamCredentials(
+        base_url=sandbox.url,
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=SecretStr(DEFAULT_CLIENT_SECRET),
+        partner_id=DEFAULT_PARTNER_ID,
+        timeout_seconds=5.0,
+    ).save(name, overwrite=True)
+    return name
+
+
+def steps_of(db_path: Path, where: str = "true") -> list[tuple[str, str]]:
+    frame = HistoryStore(db_path).query(
+        f"SELECT step, status FROM onboarding_steps WHERE {where} ORDER BY started_at"
+    )
+    return list(zip(frame["step"], frame["status"], strict=True))
+
+
+def counts(sandbox: StreamSandbox, provider_id: str) -> dict[str, Any]:
+    """How many of each thing the emulator holds for the organisation."""
+    orgs = [o for o in sandbox.orgs.values() if o.provider_id == provider_id]
+    org_ids = {o.id for o in orgs}
+    return {
+        "orgs": len(orgs),
+        "partner_tokens": len([t for t in sandbox.partner_tokens.values() if t["org_id"] in org_ids]),
+        "integrations": Counter(
+            f"{i.type}:{i.source}" for i in sandbox.integrations.values() if i.org_id in org_ids
+        ),
+        "locations": Counter(loc.provider_id for o in orgs for loc in o.locations),
+        "bindings": Counter(d.provider_id for o in orgs for loc in o.locations for d in loc.dsps),
+    }
+
+
+async def _artifacts(flow_run_id: str) -> list[Any]:
+    async with get_client() as client:
+        return [a for a in await client.read_artifacts() if str(a.flow_run_id) == flow_run_id]
+
+
+def test_full_onboarding_then_a_rerun_that_writes_nothing(
+    sandbox: StreamSandbox, block: str, db_path: Path
+) -> None:
+    sandbox.auto_authorize = True  # the merchant approves at once, as in the demo
+    result = onboard_organization(spec_path=EXAMPLE, block_name=block, db_path=str(db_path))
+
+    assert result.status == "live" and result.needs_human == []
+    assert counts(sandbox, "luigis-trattoria") == {
+        "orgs": 1,
+        "partner_tokens": 1,
+        "integrations": {"pos:square": 1, "dsp:doordash": 1, "dsp:ubereats": 1},
+        "locations": {"sq-loc-001": 1, "sq-loc-002": 1},
+        "bindings": {"dd-store-001": 1, "dd-store-002": 1, "ue-store-001": 1},
+    }
+    org = sandbox.orgs[result.org_id or ""]
+    menus = {d.provider_id: d.menu_provider_ids for loc in org.locations for d in loc.dsps}
+    assert menus == {
+        "dd-store-001": ["menu-lunch", "menu-dinner"],
+        "dd-store-002": ["menu-breakfast", "menu-lunch", "menu-dinner"],
+        "ue-store-001": [],
+    }
+    context = ("sandbox-partner", "organization", org.id)
+    assert (
+        context in sandbox.flags["new-menu-sync"].contexts
+        and context in sandbox.segments["beta-merchants"].contexts
+    )
+    assert result.steps[-2].ids["served"] == {"new-menu-sync": True, "sso-login": True}
+
+    # the rotated refresh token went back to the block; the partner token's value to a Secret block
+    credentials = StreamCredentials.load(block)
+    assert credentials.refresh_token is not None
+    from prefect.blocks.system import Secret
+
+    partner_token = Secret.load(f"{block}-luigis-trattoria-partner-token").get()
+    assert isinstance(partner_token, str) and partner_token
+
+    # the user's single-use link logs them in once; a second use is a clear error naming the step
+    (link,) = result.sso_links
+    assert httpx.get(link.url.get_secret_value()).status_code == 200
+    journal = Journal("luigis-trattoria", HistoryStore(db_path))
+    with (
+        pytest.raises(
+            OnboardingError, match=r"^step sso-login: the SSO link for luigi@trattoria.example was"
+        ),
+        journal.step("sso-login") as step,
+        credentials.get_client() as client,
+    ):
+        open_sso_link(client, link, step)
+
+    writes = sandbox.requests.writes
+    again = onboard_organization(spec_path=EXAMPLE, block_name=block, db_path=str(db_path))
+    assert sandbox.requests.writes == writes  # not one write call
+    assert again.created == [] and again.sso_links == [] and again.status == "live"
+    assert len(again.skipped) == len(result.created) + len(result.skipped)
+    assert counts(sandbox, "luigis-trattoria")["orgs"] == 1
+
+    store = HistoryStore(db_path)
+    rows = store.query("SELECT * FROM onboarding_steps ORDER BY started_at")
+    runs = rows["flow_run_id"].dropna().unique().tolist()
+    assert len(runs) == 2  # every row carries its flow run
+    second = rows[rows["flow_run_id"] == runs[1]]
+    assert set(second["status"]) == {"done", "skipped"}
+    assert second[second["status"] == "done"]["step"].tolist() == [
+        "spec",
+        "credentials",
+        "token",
+        "pos-locations",
+    ]
+    events = store.query('SELECT event, detail FROM token_events ORDER BY "at"')
+    assert events["event"].tolist() == ["issued", "rotated"]
+    assert all(block in d for d in events["detail"])
+
+    (artifact,) = asyncio.run(_artifacts(runs[1]))
+    assert artifact.key == "onboarding-luigis-trattoria" and artifact.type == "markdown"
+    assert "## Skipped (already done)" in artifact.data and "organization: organisation" in artifact.data
+    # no secret anywhere: history rows, artifacts, logs of the token endpoint
+    dump = rows.to_json() + events.to_json() + store.query("SELECT * FROM api_calls").to_json()
+    first_artifact = asyncio.run(_artifacts(runs[0]))[0].data
+    assert "SSO link for luigi@trattoria.example" in first_artifact
+    for secret in (
+        link.token.get_secret_value(),
+        partner_token,
+        credentials.refresh_token.get_secret_value(),
+        DEFAULT_CLIENT_SECRET,
+    ):
+        assert secret not in dump and secret not in artifact.data and secret not in first_artifact
+
+
+FAULTS: list[tuple[str, str, str]] = [
+    # (the step that fails, path, method): each answer is lost after Stream did the work (a truncated
+    # body), the hardest case for a re-run; reads fail the same way
+    ("organization", r"^/onboarding/org$", "POST"),
+    ("token", r"^/oauth/token$", "POST"),  # spends the stored refresh token; the next run falls back
+    ("partner-token", r"^/partner/tokens$", "POST"),
+    ("pos-oauth-init", r"^/onboarding/integrations$", "POST"),
+    ("pos-oauth-complete", r"^/onboarding/integrations/[^/]+$", "PUT"),
+    ("pos-locations", r"^/onboarding/locations$", "GET"),
+    ("pos-ingest", r"^/onboarding/locations$", "POST"),
+    ("dsp-oauth-init:grubhub", r"^/onboarding/integrations$", "POST"),
+    ("dsp-oauth-complete:grubhub", r"^/onboarding/integrations/[^/]+$", "PUT"),
+    ("dsp-bind:grubhub", r"^/onboarding/locations/bind$", "POST"),
+    ("menus", r"^/onboarding/menus$", "PUT"),
+    ("feature-flags", r"^/feature-flags/[^/]+/targeting/contexts$", "POST"),  # after its segment add
+    ("sso-links", r"^/white-label/generate-session$", "POST"),
+]
+
+
+def merchant_codes(sandbox: StreamSandbox) -> dict[str, str]:
+    """The merchant approves every pending integration: its code by ``type:source``."""
+    return {
+        f"{i.type}:{i.source}": sandbox.authorize(i.id)
+        for i in list(sandbox.integrations.values())
+        if i.status == "pending"
+    }
+
+
+def run_small(sandbox: StreamSandbox, block: str, db_path: Path) -> Any:
+    codes = merchant_codes(sandbox)
+    return onboard_organization(
+        spec_yaml=SMALL,
+        block_name=block,
+        pos_code=codes.get("pos:toast"),
+        dsp_codes={"grubhub": codes["dsp:grubhub"]} if "dsp:grubhub" in codes else None,
+        db_path=str(db_path),
+    )
+
+
+def test_a_failure_at_each_step_then_a_rerun_ends_with_one_of_everything(
+    sandbox: StreamSandbox, block: str, db_path: Path
+) -> None:
+    for number, (step, path, method) in enumerate(FAULTS, start=1):
+        sandbox.faults.set(rate=1.0, kinds=["malformed"], path=path, method=method, limit=1)
+        with pytest.raises(OnboardingError) as failure:
+            run_small(sandbox, block, db_path)
+        assert failure.value.step == step, f"fault {number}: {failure.value}"
+        assert str(failure.value).startswith(f"step {step}: stream ")
+        assert sandbox.faults.injected == {"malformed": number}
+        assert steps_of(db_path)[-1] == (step, "failed")  # recorded, with what it did before failing
+        now = counts(sandbox, "chain-grill")
+        assert now["orgs"] <= 1 and now["partner_tokens"] <= 1
+        assert all(n == 1 for key in ("integrations", "locations", "bindings") for n in now[key].values())
+    sandbox.faults.clear()
+
+    result = run_small(sandbox, block, db_path)
+    assert counts(sandbox, "chain-grill") == {
+        "orgs": 1,
+        "partner_tokens": 1,
+        "integrations": {"pos:toast": 1, "dsp:grubhub": 1},
+        "locations": {"toast-loc-001": 1, "toast-loc-002": 1},
+        "bindings": {"gh-store-001": 1, "gh-store-002": 1},
+    }
+    org = sandbox.orgs[result.org_id or ""]
+    assert {d.provider_id: d.menu_provider_ids for loc in org.locations for d in loc.dsps} == {
+        "gh-store-001": ["menu-lunch"],
+        "gh-store-002": ["menu-lunch", "menu-dinner"],
+    }
+    assert ("sandbox-partner", "organization", org.id) in sandbox.flags["new-menu-sync"].contexts
+    assert len(result.sso_links) == 1  # the lost one was never handed out, so a new one is
+    # the partner token's value was in the lost answer: that needs a human, and says so
+    assert result.status == "needs a human"
+    assert [n.split(":")[0] for n in result.needs_human] == ["partner-token"]
+    # the spent refresh token was refused once, then client_credentials took over
+    events = HistoryStore(db_path).query('SELECT event FROM token_events ORDER BY "at"')["event"].tolist()
+    assert events[:3] == ["issued", "failed", "issued"] and events[3:] and set(events[3:]) == {"rotated"}
+
+    writes = sandbox.requests.writes
+    again = run_small(sandbox, block, db_path)
+    assert sandbox.requests.writes == writes and again.created == []
+
+
+def test_a_paused_run_resumes_with_the_code_given_through_prefects_api(
+    sandbox: StreamSandbox, block: str, db_path: Path
+) -> None:
+    asked: list[WaitingStep] = []
+
+    def merchant(waiting: WaitingStep) -> str:
+        asked.append(waiting)
+        return sandbox.authorize(waiting.ids["onboarding_id"])  # the merchant approves; the code comes back
+
+    stop = threading.Event()
+    desk = threading.Thread(
+        target=answer_paused_runs, args=(HistoryStore(db_path), "chain-grill", utcnow(), merchant, stop)
+    )
+    desk.start()
+    try:
+        result = onboard_organization(spec_yaml=SMALL, block_name=block, db_path=str(db_path))
+    finally:
+        stop.set()
+        desk.join(timeout=30)
+    assert [w.step for w in asked] == ["pos-oauth-complete", "dsp-oauth-complete:grubhub"]
+    assert "authorises toast at http://" in asked[0].detail
+    assert result.status == "live"
+    assert {i.status for i in sandbox.integrations.values()} == {"active"}
+    assert [s for s in steps_of(db_path) if "oauth-complete" in s[0]] == [
+        ("pos-oauth-complete", "waiting"),
+        ("pos-oauth-complete", "done"),
+        ("dsp-oauth-complete:grubhub", "waiting"),
+        ("dsp-oauth-complete:grubhub", "done"),
+    ]
+
+    async def final_state() -> Any:
+        async with get_client() as client:
+            run = await client.read_flow_run(uuid.UUID(asked[0].flow_run_id))
+            return run.state
+
+    state = asyncio.run(final_state())
+    assert state is not None and state.is_completed()
+
+
+def test_mistakes_name_the_step_and_leave_a_row(sandbox: StreamSandbox, block: str, db_path: Path) -> None:
+    # a bad field in the spec: nothing is called at all
+    with pytest.raises(OnboardingError) as bad_spec:
+        onboard_organization(
+            spec_yaml=SMALL.replace("  name: Chain Grill", "  nmae: Chain Grill"), db_path=str(db_path)
+        )
+    assert str(bad_spec.value) == (
+        "step spec: <spec_yaml>:1: organization.name: Field required; "
+        "<spec_yaml>:2: organization.nmae: Extra inputs are not permitted"
+    )
+    assert sandbox.requests.total == 0
+    assert steps_of(db_path, "org_key = 'chain-grill'") == [("spec", "failed")]
+
+    # a rejected code, then an expired one: the integration stays pending, nothing is started twice
+    with pytest.raises(
+        OnboardingError, match=r"^step pos-oauth-complete: the OAuth code for toast was rejected"
+    ):
+        onboard_organization(spec_yaml=SMALL, block_name=block, pos_code="not-a-code", db_path=str(db_path))
+    (pending,) = sandbox.integrations.values()
+    stale = sandbox.authorize(pending.id)
+    sandbox.advance_clock(601)
+    with pytest.raises(
+        OnboardingError, match=r"^step pos-oauth-complete: the OAuth code for toast was expired"
+    ):
+        onboard_organization(spec_yaml=SMALL, block_name=block, pos_code=stale, db_path=str(db_path))
+    assert [i.status for i in sandbox.integrations.values()] == ["pending"]
+    failed = HistoryStore(db_path).query(
+        "SELECT ids, detail FROM onboarding_steps WHERE status = 'failed' AND step = 'pos-oauth-complete'"
+    )
+    assert len(failed) == 2 and all(json.loads(i)["onboarding_id"] == pending.id for i in failed["ids"])
+    assert stale not in failed.to_json()
+
+    # no code within the pause's timeout: named, recorded, and the run can be started again later
+    codes = merchant_codes(sandbox)
+    with pytest.raises(OnboardingError, match=r"^step dsp-oauth-complete:grubhub: no OAuth code within 1 s"):
+        onboard_organization(
+            spec_yaml=SMALL,
+            block_name=block,
+            pos_code=codes["pos:toast"],
+            code_timeout_seconds=1,
+            db_path=str(db_path),
+        )
+    assert steps_of(db_path)[-2:] == [
+        ("dsp-oauth-complete:grubhub", "waiting"),
+        ("dsp-oauth-complete:grubhub", "failed"),
+    ]
+
+    # a flag that does not exist: named, and nothing added to any flag or segment
+    no_flag = SMALL.replace("flags: [new-menu-sync]", "flags: [new-menu-sync, no-such-flag]")
+    no_flag = no_flag[: no_flag.index("dsps:")] + no_flag[no_flag.index("flags:") :]
+    with pytest.raises(OnboardingError) as flag:
+        onboard_organization(spec_yaml=no_flag, block_name=block, db_path=str(db_path))
+    assert str(flag.value) == (
+        "step feature-flags: flags[1]: flag 'no-such-flag' does not exist at Stream (flag_not_found); "
+        "nothing added"
+    )
+    assert all(not f.contexts for f in sandbox.flags.values())
+    assert all(not s.contexts for s in sandbox.segments.values())
+    assert steps_of(db_path)[-1] == ("feature-flags", "failed")
