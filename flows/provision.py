@@ -60,7 +60,16 @@ def provision_subscriptions(
     db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
     workers: Annotated[int, Field(ge=1, le=64, description="Parallel vendor calls per connection.")] = 16,
 ) -> ProvisionResult:
-    """Plan the spec against every vendor connection; apply it unless `dry_run`."""
+    """Plan the spec against every vendor connection; apply it unless `dry_run`.
+
+    Args:
+        spec_path: Path of the spec YAML file, e.g. data/specs/example.yaml (or give spec_yaml).
+        spec_yaml: The spec itself as YAML text, instead of spec_path.
+        dry_run: Only plan: read the vendors and report the changes, write nothing.
+        prune: Also delete what the vendors hold and the spec does not name.
+        db_path: History store file; default $STREAMKEEPER_DB.
+        workers: Parallel vendor calls per connection.
+    """
     logger = get_run_logger()
     spec = _load(spec_path, spec_yaml)
     known = read_known(db_path)

@@ -107,3 +107,15 @@ def test_cli_plan_exit_codes_and_apply(sandbox: Sandbox, tmp_path: Path) -> None
     assert "time_to_live: 7200 -> 7000" in changed.stdout and "1 to update" in changed.stdout
     bad = run("plan", str(tmp_path / "nope.yaml"))
     assert bad.returncode == 1 and "error: spec file not found" in bad.stderr
+
+
+def test_every_parameter_is_described_for_the_ui() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    schema = parameter_schema(provision_subscriptions.fn).model_dump()
+    assert set(schema["properties"]) == {"spec_path", "spec_yaml", "dry_run", "prune", "db_path", "workers"}
+    assert all(p.get("description") for p in schema["properties"].values())
+    assert (
+        schema["properties"]["dry_run"]["default"] is True
+        and schema["properties"]["prune"]["default"] is False
+    )

@@ -51,6 +51,18 @@ def test_dma_changes_beyond_time_to_live_are_replacements_and_secrets_stay_out(m
     ]
     assert kit.plan().exit_code == 0
 
+    # credentials added where there were none: seen too (the DMA shows the username, the block is on record)
+    kit.spec_text = kit.spec_text.replace(
+        "time_to_live: 0\n",
+        "time_to_live: 0\n        notification_credentials: {username: sk, password_block: dma-notify}\n",
+    )
+    pending = kit.plan().pending()
+    assert len(pending) == 1, kit.plan().render()
+    [change] = pending
+    assert (change.name, change.action) == ("board", "replace")
+    assert sorted(d.field for d in change.diffs) == ["password_block", "username"]
+    assert [o.result for o in kit.apply(kit.plan())] == ["replaced"]
+
     # a consumer URL cannot be PUT: replace, never an update the DMA would refuse
     kit.spec_text = kit.spec_text.replace(
         "http://127.0.0.1:9/dma\n        time_to_live: 1200",

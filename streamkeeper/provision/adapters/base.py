@@ -115,11 +115,12 @@ class Adapter(ABC):
             if want != have:
                 diffs.append(FieldDiff(field=field, before=have, after=want))
         entry = known.by_id(self.vendor, self.account, actual.id) if known else None
-        last = (entry.desired or {}).get("write_only") if entry else None
-        if isinstance(last, dict):
-            for field, want in desired.write_only.items():
-                if last.get(field) != want:
-                    diffs.append(FieldDiff(field=field, before=last.get(field), after=want, write_only=True))
+        last = entry.desired.get("write_only") if entry is not None and entry.desired else None
+        if isinstance(last, dict):  # applied by streamkeeper: its write-only references are on record
+            for field in sorted(set(last) | set(desired.write_only)):
+                before, after = last.get(field), desired.write_only.get(field)
+                if before != after:
+                    diffs.append(FieldDiff(field=field, before=before, after=after, write_only=True))
         return diffs
 
     def needs_replace(self, desired: Resource, diffs: list[FieldDiff]) -> bool:
@@ -225,7 +226,8 @@ class Adapter(ABC):
         d = source.desired
         desired = None
         if d is not None and change != "deleted":
-            desired = {**(d.desired or {}), "write_only": d.write_only} if d.write_only else d.desired
+            # the write-only references (secret block names) on record: compared by the next plan
+            desired = {**(d.desired or {}), "write_only": d.write_only}
         return SubscriptionVersion(
             vendor=self.vendor,
             account=self.account,
