@@ -473,8 +473,19 @@ class EquinixConnection(SpecModel):
                 f"{len(self.subscriptions)} are declared ({', '.join(s.name for s in self.subscriptions)})",
             )
         bodies: dict[str, str] = {}
+        channels: dict[str, str] = {}
         for i, sub in enumerate(self.subscriptions):
             self._check(i, sub)
+            if self.api == "streaming":
+                kind = (sub.channel or EquinixChannelSpec()).type
+                if channels and kind not in channels:
+                    first, owner = next(iter(channels.items()))
+                    _fail(
+                        ("subscriptions", i, "channel"),
+                        f"channel type {kind} differs from {owner!r}'s {first}: Equinix allows one channel "
+                        "type per organisation",
+                    )
+                channels.setdefault(kind, sub.name)
             key = repr(equinix_body(self.api, sub))
             if key in bodies:
                 _fail(

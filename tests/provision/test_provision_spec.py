@@ -140,3 +140,16 @@ def test_the_streams_api_takes_one_ibx_per_filter_entry() -> None:
         ],
         "config": {"method": "PULL", "provider": "AWS"},
     }
+
+
+def test_one_channel_type_per_equinix_organisation() -> None:
+    text = (
+        "equinix:\n  - connection: e\n    api: streaming\n    subscriptions:\n"
+        "      - {name: a, families: {power: [{account: '1', ibx: PA4}]}}\n"
+        "      - name: b\n        families: {power: [{account: '2', ibx: PA4}]}\n"
+        "        channel: {type: WEBHOOK, url: 'https://x.test/h'}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"x.yaml:8: equinix\[0\].subscriptions\[1\].channel: channel type WEBHOOK"
+    ):
+        load_spec_text(text, source="x.yaml")

@@ -255,3 +255,16 @@ equinix:
     assert change.action == "update" and change.diffs[0].write_only
     assert sandbox.streams_token[held["subscriptionId"]] == "S3NTINEL-eq-2"
     _no_secret(store.query("SELECT * FROM subscriptions").to_json())
+
+
+def test_equinix_one_channel_type_per_organisation_is_checked_when_planning(make_kit) -> None:  # type: ignore[no-untyped-def]
+    kit: Kit = make_kit("equinix")
+    kit.apply(kit.plan())
+    webhook = "\n        channel: {type: WEBHOOK, url: 'https://hooks.example.com/eq'}\n"
+    kit.spec_text = (
+        kit.spec_text.replace("level: [IBX]}]\n", "level: [IBX]}]" + webhook).rstrip("\n") + webhook
+    )
+    writes = kit.writes
+    plan = kit.plan()
+    assert plan.exit_code == 1 and "channel type WEBHOOK cannot join REST" in plan.errors[0], plan.render()
+    assert kit.writes == writes

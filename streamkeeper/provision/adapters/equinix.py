@@ -168,6 +168,36 @@ class EquinixAdapter(Adapter):
                 pairs.append((None, a))
         return pairs
 
+    def finalize(self, changes: list[Change], unmanaged: list[Resource], prune: bool) -> list[str]:
+        """One channel type per organisation (doc): a different type cannot come while the old one stays."""
+        if self.api != "streaming":
+            return []
+        wanted = {
+            (c.desired.fields.get("channel") or {}).get("channelType")
+            for c in changes
+            if c.desired is not None and c.action in ("create", "update")
+        }
+        deleted = {c.subscription_id for c in changes if c.action == "delete"}
+        staying = [
+            c.actual for c in changes if c.actual is not None and c.actual.id not in deleted
+        ] + unmanaged
+        errors = []
+        for kind in sorted(k for k in wanted if k):
+            held = sorted(
+                {
+                    str((r.fields.get("channel") or {}).get("channelType"))
+                    for r in staying
+                    if (r.fields.get("channel") or {}).get("channelType") not in (None, kind)
+                }
+            )
+            if held:
+                errors.append(
+                    f"channel type {kind} cannot join {', '.join(held)} in the organisation (Equinix allows one "
+                    "channel type per organisation): remove the subscriptions of the old type first "
+                    "(take them out of the spec and apply with --prune), then apply this spec"
+                )
+        return errors
+
     # -- applying ------------------------------------------------------------------------------------------
     def execute(self, change: Change) -> Outcome:
         adopted = self.adopted(change)
