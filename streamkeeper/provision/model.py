@@ -71,7 +71,7 @@ class FieldDiff(BaseModel):
     write_only: bool = False  # compared with the last applied spec, not with the vendor
 
     def describe(self) -> str:
-        text = f"{self.field}: {_short(self.before)} -> {_short(self.after)}"
+        text = "; ".join(_leaf_diffs(self.field, self.before, self.after))
         return text + " (not readable at the vendor; vs. the last apply)" if self.write_only else text
 
 
@@ -238,7 +238,18 @@ class Outcome(BaseModel):
         return self.result not in ("failed", "skipped")
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def _leaf_diffs(path: str, before: Any, after: Any) -> list[str]:
+    """``a.b: x -> y`` for each differing leaf of two nested objects (so a long body shows what changed)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out = []
+        for key in sorted(set(before) | set(after), key=str):
+            if before.get(key) != after.get(key):
+                out.extend(_leaf_diffs(f"{path}.{key}", before.get(key), after.get(key)))
+        return out
+    return [f"{path}: {_short(before)} -> {_short(after)}"]
+
+
+def _short(value: Any, limit: int = 80) -> str:
     if value is None:
         return "(none)"
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)

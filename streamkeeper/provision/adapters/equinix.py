@@ -55,6 +55,19 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _by_account(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Filter entries keyed by account (and IBX, where an entry has one), so diffs name what changed."""
+    out: dict[str, Any] = {}
+    for entry in entries:
+        rest = dict(entry)
+        account = str(rest.pop("accountNumber", None) or rest.pop("accountNo", None) or "")
+        key = f"{account}/{rest.pop('ibx')}" if isinstance(rest.get("ibx"), str) else account
+        while key in out:  # the same account twice: kept apart
+            key += "+"
+        out[key] = rest
+    return out
+
+
 class EquinixAdapter(Adapter):
     vendor = "equinix"
 
@@ -74,7 +87,7 @@ class EquinixAdapter(Adapter):
         fields: dict[str, Any] = {}
         for family in self._families:
             entries = families.get(_camel(family)) or []
-            fields[f"families.{family}"] = _canonical(entries) or None
+            fields[f"families.{family}"] = _by_account(_canonical(entries)) or None
         if self.api == "streams":
             config = {k: v for k, v in (body.get("config") or {}).items() if k != "token"}
             fields["config"] = _canonical(config) or None
