@@ -64,7 +64,7 @@ def ingest_events(
     load_landing: Annotated[bool, Field(description="Load the receiver's landing area.")] = True,
     max_events: Annotated[
         int, Field(ge=1, description="At most this many events read per source and run.")
-    ] = (100_000),
+    ] = 100_000,
     pubnub_idle_seconds: Annotated[
         float, Field(gt=0, description="Stop listening to PubNub after this long without a message.")
     ] = 1.0,
