@@ -79,11 +79,11 @@ def onboard_organization(
     ] = None,
     block_name: Annotated[str, Field(description="Name of the Stream Partner Credentials block.")] = "stream",
     pos_code: Annotated[
-        str | None,
+        SecretStr | None,
         Field(description="The merchant's OAuth code for the POS, if known; else the run pauses for it."),
     ] = None,
     dsp_codes: Annotated[
-        dict[str, str] | None,
+        dict[str, SecretStr] | None,
         Field(description="OAuth codes by DSP source (e.g. doordash: CODE), if known; else the run pauses."),
     ] = None,
     code_timeout_seconds: Annotated[
@@ -145,7 +145,10 @@ def onboard_organization(
 
 
 def _read_spec(
-    spec_path: str | None, spec_yaml: str | None, dsp_codes: dict[str, str] | None, db_path: str | None
+    spec_path: str | None,
+    spec_yaml: str | None,
+    dsp_codes: dict[str, SecretStr] | None,
+    db_path: str | None,
 ) -> tuple[OnboardingSpec, Journal]:
     """Load and check the spec under the ``spec`` step (a bad spec is a failed row too)."""
     if spec_path and spec_yaml:
@@ -175,15 +178,16 @@ def _connect(
     org_id: str,
     type: IntegrationType,
     source: str,
-    code: str | None,
+    code: SecretStr | None,
     timeout: int,
 ) -> Onboarding:
     """OAuth for one source: find or start the integration, get the merchant's code if needed, complete."""
     onboarding = start_oauth(run, org_id, type, source)
-    secret = SecretStr(code) if code else None
-    if onboarding.status != "active" and secret is None:
-        secret = _wait_for_code(run, onboarding, type, source, timeout)
-    return complete_oauth(run, onboarding, secret)
+    if code is not None and not code.get_secret_value():
+        code = None
+    if onboarding.status != "active" and code is None:
+        code = _wait_for_code(run, onboarding, type, source, timeout)
+    return complete_oauth(run, onboarding, code)
 
 
 def _wait_for_code(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 
 from streamkeeper.errors import ConfigError
 
@@ -83,8 +84,8 @@ def onboard(
         result = onboard_organization(
             spec_path=str(spec),
             block_name=block,
-            pos_code=pos_code,
-            dsp_codes=dsp_codes or None,
+            pos_code=SecretStr(pos_code) if pos_code else None,
+            dsp_codes={source: SecretStr(code) for source, code in dsp_codes.items()} or None,
             code_timeout_seconds=code_timeout,
             reissue_sso_links=reissue_sso_links,
             db_path=str(db) if db else None,

@@ -209,10 +209,10 @@ FAULTS: list[tuple[str, str, str]] = [
 ]
 
 
-def merchant_codes(sandbox: StreamSandbox) -> dict[str, str]:
+def merchant_codes(sandbox: StreamSandbox) -> dict[str, SecretStr]:
     """The merchant approves every pending integration: its code by ``type:source``."""
     return {
-        f"{i.type}:{i.source}": sandbox.authorize(i.id)
+        f"{i.type}:{i.source}": SecretStr(sandbox.authorize(i.id))
         for i in list(sandbox.integrations.values())
         if i.status == "pending"
     }
@@ -279,7 +279,8 @@ def test_a_paused_run_resumes_with_the_code_given_through_prefects_api(
 
     def merchant(waiting: WaitingStep) -> str:
         asked.append(waiting)
-        return sandbox.authorize(waiting.ids["onboarding_id"])  # the merchant approves; the code comes back
+        sandbox.advance_clock(3601)  # the merchant takes an hour: the run's access token expires meanwhile
+        return sandbox.authorize(waiting.ids["onboarding_id"])  # they approve; the code comes back
 
     stop = threading.Event()
     desk = threading.Thread(
@@ -309,6 +310,11 @@ def test_a_paused_run_resumes_with_the_code_given_through_prefects_api(
 
     state = asyncio.run(final_state())
     assert state is not None and state.is_completed()
+    # after each wait the expired token was refreshed; each rotated refresh token reached the block
+    events = HistoryStore(db_path).query('SELECT event FROM token_events ORDER BY "at"')["event"].tolist()
+    assert events == ["issued", "rotated", "rotated"]
+    stored = StreamCredentials.load(block).refresh_token
+    assert stored is not None and not sandbox.refresh_tokens[stored.get_secret_value()].used
 
 
 def test_mistakes_name_the_step_and_leave_a_row(sandbox: StreamSandbox, block: str, db_path: Path) -> None:
@@ -328,9 +334,11 @@ def test_mistakes_name_the_step_and_leave_a_row(sandbox: StreamSandbox, block: s
     with pytest.raises(
         OnboardingError, match=r"^step pos-oauth-complete: the OAuth code for toast was rejected"
     ):
-        onboard_organization(spec_yaml=SMALL, block_name=block, pos_code="not-a-code", db_path=str(db_path))
+        onboard_organization(
+            spec_yaml=SMALL, block_name=block, pos_code=SecretStr("not-a-code"), db_path=str(db_path)
+        )
     (pending,) = sandbox.integrations.values()
-    stale = sandbox.authorize(pending.id)
+    stale = SecretStr(sandbox.authorize(pending.id))
     sandbox.advance_clock(601)
     with pytest.raises(
         OnboardingError, match=r"^step pos-oauth-complete: the OAuth code for toast was expired"
@@ -341,7 +349,7 @@ def test_mistakes_name_the_step_and_leave_a_row(sandbox: StreamSandbox, block: s
         "SELECT ids, detail FROM onboarding_steps WHERE status = 'failed' AND step = 'pos-oauth-complete'"
     )
     assert len(failed) == 2 and all(json.loads(i)["onboarding_id"] == pending.id for i in failed["ids"])
-    assert stale not in failed.to_json()
+    assert stale.get_secret_value() not in failed.to_json()
 
     # no code within the pause's timeout: named, recorded, and the run can be started again later
     codes = merchant_codes(sandbox)
@@ -370,3 +378,18 @@ def test_mistakes_name_the_step_and_leave_a_row(sandbox: StreamSandbox, block: s
     assert all(not f.contexts for f in sandbox.flags.values())
     assert all(not s.contexts for s in sandbox.segments.values())
     assert steps_of(db_path)[-1] == ("feature-flags", "failed")
+
+
+def test_a_step_is_retried_only_when_trying_again_may_help() -> None:
+    from prefect.states import Failed
+
+    from streamkeeper.errors import StoreError
+    from tasks.onboard import transient_step
+
+    def retried(exc: Exception) -> bool:
+        return transient_step(None, None, Failed(data=exc))
+
+    assert retried(OnboardingError("organization", "stream create_organization: HTTP 503", transient=True))
+    assert retried(StoreError("the history store is busy"))
+    assert not retried(OnboardingError("pos-oauth-complete", "the OAuth code was rejected"))
+    assert not retried(ValueError("a bug"))
