@@ -86,8 +86,8 @@ def provision_subscriptions(
         return result
 
     todo = [(v, c, p) for (v, c), p in zip(connections, plans, strict=True) if p.pending() or p.vanished]
-    futures = [apply_connection_task.submit(v, c, p, db_path, workers) for v, c, p in todo]
-    result.outcomes = [o for f in futures for o in f.result()]
+    applying = [apply_connection_task.submit(v, c, p, db_path, workers) for v, c, p in todo]
+    result.outcomes = [o for f in applying for o in f.result()]
     result.applied = True
     _outcome_artifact(result)
     logger.info("%s", result.summary())
@@ -200,5 +200,5 @@ def save_sandbox_connections(urls: dict[str, str], dma_ca_pem: str, prefix: str 
         f"{prefix}-thingspace-receiver": {"password": f"{prefix}-thingspace-receiver-password"},
     }
     for name, value in secrets.items():
-        Secret(value=value).save(name, overwrite=True)
+        Secret(value=value).save(name, overwrite=True)  # type: ignore[arg-type]  # Prefect takes JSON values
     return [*blocks, *secrets]

@@ -165,11 +165,11 @@ class DMASubscriptionSpec(SpecModel):
 
     name: Name
     subject: DMASubject = Field(
-        "all_conferences",
+        default="all_conferences",
         description="all_conferences, one conference, or a conference's participants.",
     )
     conference: str | None = Field(
-        None, min_length=1, description="Conference id (subject conference/participants)."
+        default=None, min_length=1, description="Conference id (subject conference/participants)."
     )
     consumer_url: str = Field(min_length=1, description="Where the DMA posts notifications.")
     time_to_live: int = Field(
@@ -223,9 +223,13 @@ class StreamTargetingSpec(SpecModel):
 
     name: Name
     context: str = Field(min_length=1, description="The context key, e.g. a merchant id.")
-    kind: str = Field("user", min_length=1, description="The context kind.")
-    flag: str | None = Field(None, min_length=1, description="Feature flag key (give a flag or a segment).")
-    segment: str | None = Field(None, min_length=1, description="Segment key (give a flag or a segment).")
+    kind: str = Field(default="user", min_length=1, description="The context kind.")
+    flag: str | None = Field(
+        default=None, min_length=1, description="Feature flag key (give a flag or a segment)."
+    )
+    segment: str | None = Field(
+        default=None, min_length=1, description="Segment key (give a flag or a segment)."
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> StreamTargetingSpec:
@@ -256,12 +260,12 @@ class StreamConnection(SpecModel):
 class TargetCredentials(SpecModel):
     """How ThingSpace authenticates to a streamrest receiver: Basic (user + password block) or a bearer."""
 
-    username: str | None = Field(None, min_length=1, description="Basic auth user name.")
+    username: str | None = Field(default=None, min_length=1, description="Basic auth user name.")
     password_block: BlockName | None = Field(
-        None, description="Prefect Secret block with the Basic password."
+        default=None, description="Prefect Secret block with the Basic password."
     )
     bearer_token_block: BlockName | None = Field(
-        None, description="Prefect Secret block with a bearer token."
+        default=None, description="Prefect Secret block with a bearer token."
     )
 
     @model_validator(mode="after")
@@ -281,7 +285,7 @@ class ThingSpaceSubscriptionSpec(SpecModel):
     streamkind: StreamKind
     filter: str | None = None
     disabled: bool = False
-    aggregation: bool = Field(False, description="allowaggregation: several events per message.")
+    aggregation: bool = Field(default=False, description="allowaggregation: several events per message.")
     description: str | None = None
     email: str | None = None
 
@@ -297,7 +301,7 @@ class ThingSpaceTargetSpec(SpecModel):
     description: str | None = None
     region: str | None = None
     external_id: str | None = Field(
-        None, description="streamawsiot: an id from newextid; asked for when empty."
+        default=None, description="streamawsiot: an id from newextid; asked for when empty."
     )
     credentials: TargetCredentials | None = None
     subscriptions: list[ThingSpaceSubscriptionSpec] = Field(default_factory=list)
@@ -313,7 +317,9 @@ class ThingSpaceConnection(SpecModel):
     """The targets and subscriptions of one ThingSpace billing account (a `ThingSpaceCredentials` block)."""
 
     connection: BlockName
-    account: str | None = Field(None, min_length=1, description="Billing account id; default: the block's.")
+    account: str | None = Field(
+        default=None, min_length=1, description="Billing account id; default: the block's."
+    )
     targets: list[ThingSpaceTargetSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -423,11 +429,11 @@ class EquinixFilterSpec(SpecModel):
 class EquinixChannelSpec(SpecModel):
     """The channel of a streaming (current API) subscription."""
 
-    type: ChannelType = Field("REST", description="REST (pull), WEBHOOK, AWS_IOT_CORE or AZURE.")
+    type: ChannelType = Field(default="REST", description="REST (pull), WEBHOOK, AWS_IOT_CORE or AZURE.")
     url: str | None = None
-    batch_size: int | None = Field(None, ge=1)
-    number_of_concurrent_calls: int | None = Field(None, ge=1)
-    number_of_retries: int | None = Field(None, ge=0)
+    batch_size: int | None = Field(default=None, ge=1)
+    number_of_concurrent_calls: int | None = Field(default=None, ge=1)
+    number_of_retries: int | None = Field(default=None, ge=0)
     ssl_certificate: str | None = None
 
 
@@ -440,7 +446,9 @@ class EquinixConfigSpec(SpecModel):
     role_arn_to_assume: str | None = None
     subscription: str | None = None
     url: str | None = None
-    token_block: BlockName | None = Field(None, description="Prefect Secret block with the push token.")
+    token_block: BlockName | None = Field(
+        default=None, description="Prefect Secret block with the push token."
+    )
 
 
 class EquinixSubscriptionSpec(SpecModel):
@@ -448,8 +456,8 @@ class EquinixSubscriptionSpec(SpecModel):
 
     name: Name
     families: dict[EquinixFamily, list[EquinixFilterSpec]] = Field(min_length=1)
-    channel: EquinixChannelSpec | None = Field(None, description="streaming API: the channel.")
-    config: EquinixConfigSpec | None = Field(None, description="streams API: the delivery config.")
+    channel: EquinixChannelSpec | None = Field(default=None, description="streaming API: the channel.")
+    config: EquinixConfigSpec | None = Field(default=None, description="streams API: the delivery config.")
 
 
 class EquinixConnection(SpecModel):
@@ -565,7 +573,7 @@ Connection = PLTConnection | DMAConnection | StreamConnection | ThingSpaceConnec
 class ProvisioningSpec(SpecModel):
     """Which subscriptions should exist, per vendor and connection."""
 
-    version: Literal[1] = Field(1, description="Spec format version.")
+    version: Literal[1] = Field(default=1, description="Spec format version.")
     plt: list[PLTConnection] = Field(default_factory=list)
     dma: list[DMAConnection] = Field(default_factory=list)
     stream: list[StreamConnection] = Field(default_factory=list)

@@ -32,7 +32,8 @@ from tasks.store import flush_calls, history_store
 def load_secret(name: str) -> Any:
     """The value of a Prefect ``Secret`` block: a string, or an object such as ``{username, password}``."""
     try:
-        return Secret.load(name).get()
+        block: Any = Secret.load(name)
+        return block.get()
     except ValueError as exc:
         raise ConfigError(f"Secret block {name!r} not found ({exc}); create it in the Prefect UI") from None
 

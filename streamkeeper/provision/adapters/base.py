@@ -96,10 +96,10 @@ class Adapter(ABC):
                 unmatched.append(d)
         for d in unmatched:
             entry = known.by_name(self.vendor, self.account, d.type, d.name) if known else None
-            a = by_id.get((d.type, entry.subscription_id)) if entry else None
-            if a is not None and (a.type, a.id) not in taken:
-                taken.add((a.type, a.id))
-                pairs.append((d, a))
+            found = by_id.get((d.type, entry.subscription_id)) if entry else None
+            if found is not None and (found.type, found.id) not in taken:
+                taken.add((found.type, found.id))
+                pairs.append((d, found))
             else:
                 pairs.append((d, None))
         pairs.extend((None, a) for a in actual if (a.type, a.id) not in taken)
@@ -246,9 +246,9 @@ class Adapter(ABC):
 
     def adopted(self, change: Change) -> list[SubscriptionVersion]:
         """The ``adopted`` row of a change that takes over what the vendor already held (else nothing)."""
-        if not change.adopt or change.actual is None or change.actual.id is None:
-            return []
         a = change.actual
+        if not change.adopt or a is None or a.id is None:
+            return []
         return [self.version("adopted", change, a.id, a.observed, kind=a.kind, etag=a.etag)]
 
 

@@ -33,7 +33,6 @@ from streamkeeper.vendors.equinix import (
     StreamsSubscriptionRequest,
 )
 from streamkeeper.vendors.http import NotFound
-from streamkeeper.vendors.http.models import RequestModel
 
 _GONE = frozenset({"DELETED", "DELETE_IN_PROGRESS"})
 ORG_KEY = "organisation"
@@ -95,7 +94,9 @@ class EquinixAdapter(Adapter):
             fields["channel"] = _canonical(body.get("channel") or {}) or None
         return fields
 
-    def _request(self, spec: EquinixSubscriptionSpec, with_secret: bool = False) -> RequestModel:
+    def _request(
+        self, spec: EquinixSubscriptionSpec, with_secret: bool = False
+    ) -> StreamsSubscriptionRequest | StreamingSubscriptionRequest:
         body = equinix_body(self.api, spec)
         if self.api == "streaming":
             return StreamingSubscriptionRequest.model_validate(body)

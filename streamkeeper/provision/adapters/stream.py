@@ -41,9 +41,14 @@ class StreamAdapter(Adapter):
         self._specs = {t.name: t for t in connection.targeting}
 
     def read(self) -> list[Resource]:
-        found = {(c.kind, c.key): c for c in self.client.search_contexts(limit=SEARCH_LIMIT)}
+        found: dict[tuple[str | None, str | None], ContextInfo] = {
+            (c.kind, c.key): c for c in self.client.search_contexts(limit=SEARCH_LIMIT)
+        }
         if len(found) >= SEARCH_LIMIT:  # the list may be cut: look up each context of the spec
-            for kind, key in sorted({(t.kind, t.context) for t in self.connection.targeting} - set(found)):
+            wanted: set[tuple[str | None, str | None]] = {
+                (t.kind, t.context) for t in self.connection.targeting
+            }
+            for kind, key in sorted(wanted - set(found), key=str):
                 for c in self.client.search_contexts(q=key, kind=kind, limit=SEARCH_LIMIT):
                     found.setdefault((c.kind, c.key), c)
         out = []
