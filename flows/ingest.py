@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
@@ -120,7 +120,7 @@ def ingest_events(
 def load_block(cls: type[B], name: str, vendor: str) -> B:
     """A saved credentials block; a missing one is a `ConfigError` that says how to create it."""
     try:
-        return cls.load(name)
+        return cast(B, cls.load(name))  # sync in a sync flow (Prefect types it as maybe a coroutine)
     except ValueError:
         raise ConfigError(
             f"no {vendor} credentials block named {name!r}: create it with `streamkeeper connect {vendor} "
