@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from blocks.stream import StreamCredentials
 from flows.onboard import onboard_organization
-from streamkeeper.commands.onboard import WaitingStep, answer_paused_runs
+from streamkeeper.commands.onboard import WaitingStep, answer_paused_runs, render
 from streamkeeper.onboarding import Journal, OnboardingError
 from streamkeeper.onboarding.steps import open_sso_link
 from streamkeeper.sandbox.base import SandboxServer
@@ -150,6 +150,16 @@ def test_full_onboarding_then_a_rerun_that_writes_nothing(
         credentials.get_client() as client,
     ):
         open_sso_link(client, link, step)
+
+    # what `streamkeeper onboard` prints: each step, the link (shown there only), the summary
+    printed = render(result).splitlines()
+    assert printed[0].split() == ["step", "status", "created", "already", "done", "notes"]
+    assert any(line.split()[:2] == ["dsp-bind:doordash", "done"] for line in printed)
+    assert (
+        printed[-2]
+        == f"SSO login link for luigi@trattoria.example (single use): {link.url.get_secret_value()}"
+    )
+    assert printed[-1] == f"luigis-trattoria ({org.id}): live; 16 created, 4 already done"
 
     writes = sandbox.requests.writes
     again = onboard_organization(spec_path=EXAMPLE, block_name=block, db_path=str(db_path))
