@@ -281,8 +281,7 @@ class HistoryStore:
         if len(frame):
             con.register("batch", frame)
             try:
-                before = _run(con, "SELECT count(*) FROM events")[0]
-                _run(
+                result = _run(
                     con,
                     """
                     INSERT INTO events BY NAME
@@ -294,8 +293,7 @@ class HistoryStore:
                       ON e.vendor = b.vendor AND e.stream = b.stream AND e.event_id = b.event_id
                     """,
                 )
-                after = _run(con, "SELECT count(*) FROM events")[0]
-                inserted = int(after[0]) - int(before[0])
+                inserted = int(result[0][0])  # DuckDB answers an INSERT with its row count
             finally:
                 con.unregister("batch")
         if cursors:
