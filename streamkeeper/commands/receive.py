@@ -66,6 +66,7 @@ def receive(
             lifespan="off",
             ssl_certfile=str(certfile) if certfile else None,
             ssl_keyfile=str(keyfile) if keyfile else None,
+            timeout_keep_alive=30,  # senders keep connections between bursts; 5 s (the default) races them
             timeout_graceful_shutdown=10,
         )
     finally:

@@ -53,8 +53,11 @@ def main() -> None:
             started = time.perf_counter()
             acked = asyncio.run(drive(receiver.url, args.kind, args.deliveries, args.connections))
             elapsed = time.perf_counter() - started
-        finally:
+        except BaseException:
             receiver.stop()
+            print(receiver.log()[-4000:], file=sys.stderr)
+            raise
+        receiver.stop()
         landed = {e["event_id"] for e in events(receiver.landing)}
         assert acked <= landed and len(acked) == len(landed), "an acknowledged delivery did not land"
         print(
