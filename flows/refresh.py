@@ -18,7 +18,7 @@ from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.keepalive import RefreshOutcome
 from streamkeeper.spec import DMASubscriptionSpec, load_spec
 from streamkeeper.store import TokenEvent
-from tasks.refresh import refresh_dma_subscriptions, refresh_tokens
+from tasks.refresh import load_block, refresh_dma_subscriptions, refresh_tokens
 
 ARTIFACT_ROWS = 200
 """Outcome rows shown in the artifact; beyond that only what went wrong (and the counts) is shown."""
@@ -99,7 +99,7 @@ def refresh_subscriptions(
     # one task per DMA, and one for all tokens, running side by side
     dma_runs = [
         refresh_dma_subscriptions.submit(
-            DMACredentials.load(name),
+            load_block(DMACredentials, name),
             name,
             refresh_within_seconds,
             time_to_live,

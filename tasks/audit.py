@@ -10,14 +10,14 @@ from blocks.registry import block_class
 from streamkeeper.audit import AuditResult, audit_connection
 from streamkeeper.provision.adapters import make_adapter
 from streamkeeper.vendors.http import CallRecorder, VendorClient
-from tasks.refresh import save_refresh_token
+from tasks.refresh import load_block, save_refresh_token
 from tasks.retry import transient_only
 from tasks.store import flush_calls, history_store
 
 
 def vendor_client(vendor: str, block_name: str, recorder: CallRecorder) -> VendorClient:
     """The client of a credentials block; a Stream client saves each rotated refresh token to its block."""
-    block: Any = block_class(vendor).load(block_name)
+    block: Any = load_block(block_class(vendor), block_name)
     if vendor == "stream":
         client: VendorClient = block.get_client(recorder=recorder, on_token=save_refresh_token(block_name))
     else:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from typing import TypeVar
 
 from prefect import task
+from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
 from pydantic import SecretStr
 
@@ -18,6 +20,7 @@ from blocks.dma import DMACredentials
 from blocks.equinix import EquinixCredentials
 from blocks.stream import StreamCredentials
 from blocks.thingspace import ThingSpaceCredentials
+from streamkeeper.errors import ConfigError
 from streamkeeper.keepalive import (
     DesiredDMASubscription,
     RefreshOutcome,
@@ -32,6 +35,22 @@ from streamkeeper.vendors.http import CallRecorder
 from streamkeeper.vendors.stream import TokenInfo
 from tasks.retry import transient_only
 from tasks.store import flush_calls, history_store
+
+B = TypeVar("B", bound=Block)
+
+
+def load_block(cls: type[B], name: str) -> B:
+    """A credentials block by name; a missing one is a one-line `ConfigError` saying how to create it."""
+    try:
+        return cls.load(name)
+    except ValueError as exc:
+        if "Unable to find block document" not in str(exc):
+            raise
+        vendor = cls.get_block_type_slug().removeprefix("streamkeeper-").removesuffix("-credentials")
+        raise ConfigError(
+            f"no {cls.get_block_type_name()} block named {name!r}: create it with "
+            f"`streamkeeper connect {vendor} --name {name}`"
+        ) from None
 
 
 @task(name="refresh-dma-subscriptions", retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
@@ -103,14 +122,14 @@ def refresh_tokens(
     events: list[TokenEvent] = []
     try:
         for name in stream_blocks:
-            stream_block = StreamCredentials.load(name)
+            stream_block = load_block(StreamCredentials, name)
             with stream_block.get_client(recorder=recorder, on_token=save_refresh_token(name)) as client:
                 events.append(rotate_stream_token(client, name))
         for name in thingspace_blocks:
-            with ThingSpaceCredentials.load(name).get_client(recorder=recorder) as client:
+            with load_block(ThingSpaceCredentials, name).get_client(recorder=recorder) as client:
                 events.append(renew_thingspace_session(client, name))
         for name in equinix_blocks:
-            with EquinixCredentials.load(name).get_client(recorder=recorder) as client:
+            with load_block(EquinixCredentials, name).get_client(recorder=recorder) as client:
                 events.append(renew_equinix_token(client, name))
         store.record_token_events(events)
     finally:
@@ -127,7 +146,7 @@ def save_refresh_token(block_name: str) -> Callable[[TokenInfo], None]:
     """
 
     def on_token(info: TokenInfo) -> None:
-        block = StreamCredentials.load(block_name)
+        block = load_block(StreamCredentials, block_name)
         block.refresh_token = info.refresh_token
         block.save(block_name, overwrite=True)
 

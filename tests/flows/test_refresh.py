@@ -189,3 +189,10 @@ def test_refresh_recreates_what_expired_from_the_spec_and_renews_tokens(
     assert sorted(health["health"]) == ["ok", "ok", "ok"]
     changes = run_report("refresh_history", db_path)["change"].tolist()
     assert sorted(changes) == ["expired", "recreated", "refreshed"]
+
+
+def test_a_missing_block_is_one_clear_line(db_path: Path) -> None:
+    with pytest.raises(
+        StreamkeeperError, match=r"no Polycom DMA Credentials block named 'not-saved'.*connect dma"
+    ):
+        refresh_subscriptions(dma_blocks=["not-saved"], db_path=str(db_path))
