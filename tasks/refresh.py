@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from prefect import task
 from prefect.blocks.core import Block
-from prefect.blocks.system import Secret
 from pydantic import SecretStr
 
 from blocks.dma import DMACredentials
@@ -31,8 +30,10 @@ from streamkeeper.keepalive import (
 )
 from streamkeeper.spec import DMASubscriptionSpec
 from streamkeeper.store import TokenEvent
-from streamkeeper.vendors.http import CallRecorder
+from streamkeeper.vendors.dma import NewSubscription
+from streamkeeper.vendors.http import CallRecorder, register_secret
 from streamkeeper.vendors.stream import TokenInfo
+from tasks.provision import load_secret
 from tasks.retry import transient_only
 from tasks.store import flush_calls, history_store
 
@@ -42,7 +43,7 @@ B = TypeVar("B", bound=Block)
 def load_block(cls: type[B], name: str) -> B:
     """A credentials block by name; a missing one is a one-line `ConfigError` saying how to create it."""
     try:
-        return cls.load(name)
+        return cast(B, cls.load(name))
     except ValueError as exc:
         if "Unable to find block document" not in str(exc):
             raise
@@ -90,20 +91,35 @@ def desired_dma(spec: DMASubscriptionSpec) -> DesiredDMASubscription:
     credentials = spec.notification_credentials
     password = None
     if credentials is not None:
-        password = SecretStr(str(Secret.load(credentials.password_block).get()))
+        password = notification_password(credentials.password_block)
     return DesiredDMASubscription(
         name=spec.name,
         desired=spec.desired(),
         subject=spec.subject_path,
-        subscription={
-            "consumer_url": spec.consumer_url,
-            "time_to_live": spec.time_to_live,
-            "username": credentials.username if credentials else None,
-            "password": password,
-            "send_update_notifications": spec.send_update_notifications,
-            "passthru": spec.passthru,
-        },
+        subscription=NewSubscription(
+            consumer_url=spec.consumer_url,
+            time_to_live=spec.time_to_live,
+            username=credentials.username if credentials else None,
+            password=password,
+            send_update_notifications=spec.send_update_notifications,
+            passthru=spec.passthru,
+        ),
     )
+
+
+def notification_password(block_name: str) -> SecretStr:
+    """The password in a Prefect Secret block, as `apply` reads it: the text, or the object's ``password``."""
+    value = load_secret(block_name)
+    if isinstance(value, dict):
+        value = value.get("password")
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"secret block {block_name!r} holds no password (a text, or an object with 'password')"
+        )
+    register_secret(value)
+    return SecretStr(value)
 
 
 @task(name="refresh-vendor-tokens")

@@ -34,12 +34,14 @@ def spec_findings(
     lapsed = _lapsed_names(store, vendor, account, now)
     findings: list[DriftFinding] = []
     for change in plan.changes:
-        base = {"vendor": vendor, "account": account, "resource": change.type, "name": change.name}
         if change.action == "create":
             expired = change.name in lapsed
             findings.append(
                 DriftFinding(
-                    **base,
+                    vendor=vendor,
+                    account=account,
+                    resource=change.type,
+                    name=change.name,
                     against="spec",
                     subscription_id=lapsed.get(change.name or ""),
                     finding="expired" if expired else "missing",
@@ -49,7 +51,10 @@ def spec_findings(
         elif change.action in ("update", "replace"):
             findings.append(
                 DriftFinding(
-                    **base,
+                    vendor=vendor,
+                    account=account,
+                    resource=change.type,
+                    name=change.name,
                     against="spec",
                     subscription_id=change.subscription_id,
                     finding="changed",

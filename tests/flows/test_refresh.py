@@ -116,6 +116,8 @@ def test_wrong_password_fails_fast_with_a_clear_error(
 def test_refresh_recreates_what_expired_from_the_spec_and_renews_tokens(
     dma: DMASandbox, serve: Callable[..., SandboxServer], tls_files: TLSFiles, db_path: Path, tmp_path: Path
 ) -> None:
+    from prefect.blocks.system import Secret
+
     from blocks.equinix import EquinixCredentials
     from blocks.stream import StreamCredentials
     from blocks.thingspace import ThingSpaceCredentials
@@ -147,8 +149,10 @@ def test_refresh_recreates_what_expired_from_the_spec_and_renews_tokens(
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "dma:\n  - connection: dma-spec\n    subscriptions:\n"
-        "      - {name: keep-me, subject: all_conferences, consumer_url: 'http://x.test/k', time_to_live: 600}\n"
+        "      - {name: keep-me, subject: all_conferences, consumer_url: 'http://x.test/k', time_to_live: 600,\n"
+        "         notification_credentials: {username: notifier, password_block: dma-notify-pass}}\n"
     )
+    Secret(value={"password": "S3NTINEL-notify"}).save("dma-notify-pass", overwrite=True)
     client = DMACredentials.load("dma-spec").get_client()
     client.create_subscription(
         "conferences", {"consumer_url": "http://x.test/k", "time_to_live": 30, "passback": "keep-me"}
@@ -175,7 +179,10 @@ def test_refresh_recreates_what_expired_from_the_spec_and_renews_tokens(
     second = refresh_subscriptions(**args)
     assert (second.refreshed, second.expired, second.recreated) == (0, 1, 1)
     again = {s.passback: s for s in client.list_subscriptions().subscriptions}["keep-me"]  # type: ignore[union-attr]
-    assert again.time_to_live == 600  # as the spec says
+    assert again.time_to_live == 600 and again.username == "notifier"  # as the spec says
+    assert (
+        dma.subscriptions[again.subscription_identifier].password == "S3NTINEL-notify"
+    )  # from its Secret block
     assert second.tokens[0].event == "rotated"
     rotated = StreamCredentials.load("stream-tokens").refresh_token
     assert rotated is not None and rotated.get_secret_value() != stored.get_secret_value()
@@ -185,6 +192,7 @@ def test_refresh_recreates_what_expired_from_the_spec_and_renews_tokens(
     for table in ("token_events", "api_calls", "subscriptions"):
         text = history.query(f"SELECT * FROM {table}").to_csv()
         assert stored.get_secret_value() not in text and rotated.get_secret_value() not in text
+        assert "S3NTINEL" not in text
     health = run_report("token_health", db_path)
     assert sorted(health["health"]) == ["ok", "ok", "ok"]
     changes = run_report("refresh_history", db_path)["change"].tolist()
