@@ -22,40 +22,40 @@ M = TypeVar("M", bound=BaseModel)
 Loc = tuple[int | str, ...]
 
 
-def _construct(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
+def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+    """Remember the line of every field path; refuse duplicate keys (YAML would keep the last silently)."""
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
+        seen: set[str] = set()
         for key_node, value_node in node.value:
-            key = (
-                yaml.safe_load(yaml.serialize(key_node))
-                if not isinstance(key_node, yaml.ScalarNode)
-                else key_node.value
-            )
-            if key in out:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+            if key in seen:
                 raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-            out[key] = _construct(value_node, (*loc, key), lines)
+            seen.add(key)
+            _record_lines(value_node, (*loc, key), lines)
             lines[(*loc, key)] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*loc, i), lines) for i, item in enumerate(node.value)]
-    # scalars: let the safe loader resolve the type (int, bool, null, ...)
-    return yaml.safe_load(yaml.serialize(node))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _record_lines(item, (*loc, i), lines)
 
 
 def parse_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, int]]:
     """Parse YAML text; returns the data and the line of every field path."""
+    loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
     lines: dict[Loc, int] = {}
-    if node is None:
-        return None, lines
-    return _construct(node, (), lines), lines
+    if node is not None:
+        _record_lines(node, (), lines)
+    return data, lines
 
 
 def validate_model(
