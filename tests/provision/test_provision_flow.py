@@ -8,9 +8,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.provision import provision_subscriptions, save_sandbox_connections
 from streamkeeper.errors import ConfigError
@@ -39,9 +41,11 @@ def spec_file(tmp_path: Path, old: str = "", new: str = "") -> Path:
     return path
 
 
-async def _artifacts() -> dict[str, str | None]:
+async def _artifacts(flow_run_id: UUID) -> dict[str, str | None]:
+    """The artifacts one flow run published (other tests in the session publish the same keys)."""
+    flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
     async with get_client() as client:
-        return {a.key: a.description for a in await client.read_artifacts() if a.key}
+        return {a.key: a.description for a in await client.read_artifacts(artifact_filter=flt) if a.key}
 
 
 def test_flow_plans_applies_and_records_the_example_over_five_vendors(
@@ -49,11 +53,16 @@ def test_flow_plans_applies_and_records_the_example_over_five_vendors(
 ) -> None:
     spec = str(spec_file(tmp_path))
     writes = sum(app.requests.writes for app in sandbox.apps.values())
-    planned = provision_subscriptions(spec_path=spec, db_path=str(db_path))  # dry run is the default
+    state = provision_subscriptions(
+        spec_path=spec, db_path=str(db_path), return_state=True
+    )  # dry run: default
+    planned = state.result()
     assert not planned.applied and planned.plan.exit_code == 2
     assert {c.vendor for c in planned.plan.pending()} == {"plt", "dma", "stream", "thingspace", "equinix"}
     assert sum(app.requests.writes for app in sandbox.apps.values()) == writes  # a plan writes nothing
-    assert "Dry run" in (asyncio.run(_artifacts()).get("provision-plan") or "")
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    assert "Dry run" in (asyncio.run(_artifacts(run_id)).get("provision-plan") or "")
 
     applied = provision_subscriptions(spec_path=spec, dry_run=False, db_path=str(db_path))
     assert applied.applied and applied.failed == []
