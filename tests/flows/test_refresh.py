@@ -89,17 +89,23 @@ def test_refresh_extends_what_expires_soon_and_records_history(
     assert dma.requests.snapshot()["by_route"]["GET /api/rest/subscriptions"] == before + 2
 
 
-async def _artifact_keys() -> set[str]:
+async def _artifacts_of(flow_run_id: object) -> dict[str, str | None]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
     async with get_client() as client:
-        return {a.key for a in await client.read_artifacts() if a.key}
+        return {a.key: a.description for a in await client.read_artifacts(artifact_filter=flt) if a.key}
 
 
 def test_refresh_publishes_an_artifact(dma: DMASandbox, tls_files: TLSFiles, db_path: Path) -> None:
     import asyncio
 
     save_block(dma, tls_files, "dma-artifact")
-    refresh_subscriptions(dma_blocks=["dma-artifact"], db_path=str(db_path))
-    assert "refresh-subscriptions" in asyncio.run(_artifact_keys())
+    client = DMACredentials.load("dma-artifact").get_client()
+    client.create_subscription("conferences", {"consumer_url": "http://x.test/c", "time_to_live": 60})
+    state = refresh_subscriptions(dma_blocks=["dma-artifact"], db_path=str(db_path), return_state=True)
+    artifacts = asyncio.run(_artifacts_of(state.state_details.flow_run_id))
+    assert artifacts["refresh-subscriptions"] and artifacts["refresh-subscriptions"].startswith("1 refreshed")
 
 
 def test_wrong_password_fails_fast_with_a_clear_error(
