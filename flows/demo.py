@@ -10,33 +10,41 @@ example spec names, credentials blocks) and then runs the flows as a user would:
    pull data), and ingest-events loads them, each delivery once;
 5. audit-subscriptions, twice: the second audit of unchanged subscriptions costs 304s;
 6. a summary read back from DuckDB.
+
+The steps are functions of a `Stage` (the running emulators, the credentials they accept, the receiver, the
+spec, the landing area and the history store), so tests run the same steps with other credentials, block
+names, ports and files (``tests/reliability/``).
 """
 
 from __future__ import annotations
 
 import secrets
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from blocks.plt import PLTCredentials
-from flows.audit import audit_subscriptions
-from flows.ingest import ingest_events
-from flows.onboard import onboard_organization
-from flows.provision import provision_subscriptions, save_sandbox_connections
-from flows.refresh import refresh_subscriptions
+from flows.audit import AuditSummary, audit_subscriptions
+from flows.ingest import IngestSummary, ingest_events
+from flows.onboard import OnboardingResult, onboard_organization
+from flows.provision import ProvisionResult, provision_subscriptions
+from flows.refresh import RefreshSummary, refresh_subscriptions
 from streamkeeper.environment import streamkeeper_home
-from streamkeeper.receiver import ReceiverConfig, StreamWebhook, create_app
+from streamkeeper.receiver import Receiver, ReceiverConfig, StreamWebhook, create_app
 from streamkeeper.receiver.config import config_from_spec
+from streamkeeper.sandbox import equinix as equinix_sandbox
 from streamkeeper.sandbox import plt as plt_sandbox
+from streamkeeper.sandbox import stream as stream_sandbox
+from streamkeeper.sandbox import thingspace as thingspace_sandbox
 from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.runner import Sandbox
-from streamkeeper.sandbox.thingspace import DEFAULT_ACCOUNT
-from streamkeeper.spec import load_spec
+from streamkeeper.spec import ProvisioningSpec, load_spec_text
 from streamkeeper.store import HistoryStore
 from tasks.provision import load_secret
 
@@ -44,7 +52,217 @@ SPECS = Path(__file__).resolve().parents[1] / "data" / "specs"
 EXAMPLE_SPEC = SPECS / "example.yaml"
 ONBOARDING_SPEC = SPECS / "onboarding-example.yaml"
 RECEIVER_PORT = 8099  # the port the example spec's consumer URLs and ThingSpace target name
+PREFIX = "demo"  # the example spec's block names start with it
 Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Every credential the demo hands out: the vendor blocks', the spec's Secret blocks' and the receiver's.
+
+    The defaults are the emulators' ready-made credentials (and a fresh Stream webhook secret);
+    `register` teaches running emulators other values.
+    """
+
+    dma_username: str = "provisioner"
+    dma_password: SecretStr = field(default_factory=lambda: SecretStr("provisioner-pass"))
+    plt_partner_id: SecretStr = field(default_factory=lambda: SecretStr(plt_sandbox.DEFAULT_PARTNER_ID))
+    stream_client_id: str = stream_sandbox.DEFAULT_CLIENT_ID
+    stream_client_secret: SecretStr = field(
+        default_factory=lambda: SecretStr(stream_sandbox.DEFAULT_CLIENT_SECRET)
+    )
+    stream_partner_id: str = stream_sandbox.DEFAULT_PARTNER_ID
+    thingspace_app_key: str = thingspace_sandbox.DEFAULT_APP_KEY
+    thingspace_app_secret: SecretStr = field(
+        default_factory=lambda: SecretStr(thingspace_sandbox.DEFAULT_APP_SECRET)
+    )
+    thingspace_username: str = thingspace_sandbox.DEFAULT_USERNAME
+    thingspace_password: SecretStr = field(
+        default_factory=lambda: SecretStr(thingspace_sandbox.DEFAULT_PASSWORD)
+    )
+    thingspace_account: str = thingspace_sandbox.DEFAULT_ACCOUNT
+    equinix_client_id: str = equinix_sandbox.DEFAULT_CLIENT_ID
+    equinix_client_secret: SecretStr = field(
+        default_factory=lambda: SecretStr(equinix_sandbox.DEFAULT_CLIENT_SECRET)
+    )
+    dma_notify_password: SecretStr = field(default_factory=lambda: SecretStr(f"{PREFIX}-dma-notify-password"))
+    """What the DMA sends to the receiver (the spec's ``password_block``)."""
+    thingspace_receiver_password: SecretStr = field(
+        default_factory=lambda: SecretStr(f"{PREFIX}-thingspace-receiver-password")
+    )
+    """What ThingSpace sends to the receiver (the spec's ``password_block``)."""
+    webhook_secret: SecretStr = field(default_factory=lambda: SecretStr(secrets.token_urlsafe(18)))
+    """The key Stream signs its webhooks with (demo-only; never printed)."""
+    timeout_seconds: float = 30.0
+    """The blocks' HTTP timeout."""
+
+    def register(self, sandbox: Sandbox) -> None:
+        """Make the running emulators accept these credentials, besides their ready-made ones."""
+        dma: Any = sandbox.apps["dma"]
+        dma.users[self.dma_username] = (self.dma_password.get_secret_value(), {"Provisioner"})
+        plt: Any = sandbox.apps["plt"]
+        partner_id = self.plt_partner_id.get_secret_value()
+        if partner_id not in plt.partners:  # the ready-made partner's tenants and streams, under this id
+            default = plt.partners[plt_sandbox.DEFAULT_PARTNER_ID]
+            plt.add_partner(partner_id, default.name)
+            for tenant in default.tenants.values():
+                plt.add_tenant(partner_id, tenant.tenant_id, tenant.name)
+            for stream in default.streams.values():
+                plt.add_stream(
+                    partner_id, stream.tenant_id, stream.stream_type.name, channels=len(stream.sub_channels)
+                )
+        stream_app: Any = sandbox.apps["stream"]
+        stream_app.add_client(
+            self.stream_client_id, self.stream_client_secret.get_secret_value(), self.stream_partner_id
+        )
+        thingspace: Any = sandbox.apps["thingspace"]
+        thingspace.add_app(self.thingspace_app_key, self.thingspace_app_secret.get_secret_value())
+        thingspace.add_user(
+            self.thingspace_username, self.thingspace_password.get_secret_value(), [self.thingspace_account]
+        )
+        equinix: Any = sandbox.apps["equinix"]
+        equinix.add_client(
+            self.equinix_client_id, self.equinix_client_secret.get_secret_value(), equinix_sandbox.DEFAULT_ORG
+        )
+
+    def save_blocks(self, sandbox: Sandbox, prefix: str = PREFIX) -> list[str]:
+        """Save the blocks the example spec names (``<prefix>-plt`` ... ``<prefix>-equinix``, and the two
+        Secret blocks it refers to), pointing at the running emulators; returns the block names."""
+        from prefect.blocks.system import Secret
+
+        from blocks import (
+            DMACredentials,
+            EquinixCredentials,
+            PLTCredentials,
+            StreamCredentials,
+            ThingSpaceCredentials,
+        )
+
+        urls = sandbox.urls()
+        assert sandbox.tls is not None
+        timeout = self.timeout_seconds
+        blocks: dict[str, Any] = {
+            f"{prefix}-plt": PLTCredentials(
+                base_url=urls["plt"],
+                partner_id=self.plt_partner_id,
+                pubnub_origin=urls["pubnub"],
+                timeout_seconds=timeout,
+            ),
+            f"{prefix}-dma": DMACredentials(
+                base_url=urls["dma"],
+                username=self.dma_username,
+                password=self.dma_password,
+                ca_bundle=sandbox.tls.cert_pem,
+                timeout_seconds=timeout,
+            ),
+            f"{prefix}-stream": StreamCredentials(
+                base_url=urls["stream"],
+                client_id=self.stream_client_id,
+                client_secret=self.stream_client_secret,
+                partner_id=self.stream_partner_id,
+                timeout_seconds=timeout,
+            ),
+            f"{prefix}-thingspace": ThingSpaceCredentials(
+                base_url=urls["thingspace"],
+                app_key=self.thingspace_app_key,
+                app_secret=self.thingspace_app_secret,
+                username=self.thingspace_username,
+                password=self.thingspace_password,
+                account_name=self.thingspace_account,
+                timeout_seconds=timeout,
+            ),
+            f"{prefix}-equinix": EquinixCredentials(
+                base_url=urls["equinix"],
+                client_id=self.equinix_client_id,
+                client_secret=self.equinix_client_secret,
+                api_generation="streaming",
+                timeout_seconds=timeout,
+            ),
+        }
+        for name, block in blocks.items():
+            block.save(name, overwrite=True)
+        # the secrets the spec's *_block fields name: what the vendors send to our receiver
+        notify = {
+            f"{prefix}-dma-notify": self.dma_notify_password,
+            f"{prefix}-thingspace-receiver": self.thingspace_receiver_password,
+        }
+        for name, password in notify.items():
+            # Prefect takes JSON values
+            Secret(value={"password": password.get_secret_value()}).save(name, overwrite=True)  # type: ignore[arg-type]
+        return [*blocks, *notify]
+
+
+@dataclass
+class Stage:
+    """Where the demo's steps run: emulators, the credentials they accept, the receiver, spec and files."""
+
+    sandbox: Sandbox
+    credentials: Credentials
+    prefix: str
+    spec: Path
+    """The provisioning spec, naming ``<prefix>-*`` blocks and this receiver."""
+    onboarding_spec: Path
+    landing: Path
+    receiver: Receiver
+    receiver_url: str
+    db_path: str | None = None
+    """The history store; None: ``$STREAMKEEPER_DB`` or the default."""
+
+    def block(self, vendor: str) -> str:
+        """The name of a vendor's credentials block on this stage."""
+        return f"{self.prefix}-{vendor}"
+
+
+@contextmanager
+def open_stage(
+    sandbox: Sandbox,
+    credentials: Credentials,
+    landing: Path,
+    echo: Echo,
+    *,
+    prefix: str = PREFIX,
+    receiver_port: int = RECEIVER_PORT,
+    db_path: str | None = None,
+    work_dir: Path | None = None,
+) -> Iterator[Stage]:
+    """Teach the emulators the credentials, save the blocks, start the receiver; stop it on the way out.
+
+    With the demo's prefix and receiver port the spec is ``data/specs/example.yaml`` itself; otherwise a copy
+    naming ``<prefix>-*`` blocks and the receiver's port is written to `work_dir`.
+    """
+    credentials.register(sandbox)
+    names = credentials.save_blocks(sandbox, prefix)
+    echo(f"saved blocks {', '.join(names[:5])} (+ {len(names) - 5} Secret blocks)")
+
+    template = EXAMPLE_SPEC.read_text()
+    if prefix != PREFIX:
+        template = template.replace(f"{PREFIX}-", f"{prefix}-")
+    receiver_app = create_app(
+        _receiver_config(load_spec_text(template), credentials.webhook_secret), landing=landing
+    )
+    receiver = SandboxServer(receiver_app, port=receiver_port).start()
+    try:
+        if prefix == PREFIX and receiver.port == RECEIVER_PORT:
+            spec = EXAMPLE_SPEC
+        else:
+            folder = work_dir or Path(tempfile.mkdtemp(prefix="streamkeeper-demo-"))
+            spec = folder / f"{prefix}-spec.yaml"
+            spec.write_text(template.replace(f":{RECEIVER_PORT}/", f":{receiver.port}/"))
+        echo(f"receiver  {receiver.url} (landing area {landing})")
+        yield Stage(
+            sandbox=sandbox,
+            credentials=credentials,
+            prefix=prefix,
+            spec=spec,
+            onboarding_spec=ONBOARDING_SPEC,
+            landing=landing,
+            receiver=receiver_app.state.receiver,
+            receiver_url=receiver.url,
+            db_path=db_path,
+        )
+    finally:
+        receiver.stop()
+        receiver_app.state.receiver.close()
 
 
 def run_demo(echo: Echo = print) -> None:
@@ -53,118 +271,157 @@ def run_demo(echo: Echo = print) -> None:
     landing = streamkeeper_home() / "landing"
     echo(f"history store: {store.path}")
     with Sandbox.start(state_dir=streamkeeper_home() / "sandbox", stream={"auto_authorize": True}) as sandbox:
-        urls = sandbox.urls()
-        for vendor, url in urls.items():
+        for vendor, url in sandbox.urls().items():
             echo(f"sandbox   {vendor:<11} {url}")
-        assert sandbox.tls is not None
-        save_sandbox_connections(urls, sandbox.tls.cert_pem)
-        PLTCredentials(
-            base_url=urls["plt"],
-            partner_id=SecretStr(plt_sandbox.DEFAULT_PARTNER_ID),
-            pubnub_origin=urls["pubnub"],
-        ).save("demo-plt", overwrite=True)
-        echo(
-            "saved blocks demo-plt, demo-dma, demo-stream, demo-thingspace, demo-equinix (+ 2 Secret blocks)"
-        )
-
-        webhook_secret = SecretStr(secrets.token_urlsafe(18))  # demo-only; never printed
-        receiver_app = create_app(_receiver_config(webhook_secret), landing=landing)
-        receiver = SandboxServer(receiver_app, port=RECEIVER_PORT).start()
-        echo(f"receiver  {receiver.url} (landing area {landing})")
-        try:
-            _onboard(echo)
-            _provision(echo)
-            _refresh(echo)
-            _send_events(sandbox, receiver.url, webhook_secret, receiver_app, echo)
-            summary = ingest_events(
-                plt_blocks=["demo-plt"],
-                equinix_blocks=["demo-equinix"],
-                landing_dir=str(landing),
-                pubnub_idle_seconds=0.5,
-            )
-            echo(f"ingest-events: loaded {summary.loaded} events, dropped {summary.duplicates} duplicates")
-            for round_ in ("first", "second"):
-                audit = audit_subscriptions(spec_path=str(EXAMPLE_SPEC))
-                echo(f"audit-subscriptions ({round_}): {audit.line()}")
-        finally:
-            receiver.stop()
-            receiver_app.state.receiver.close()
+        with open_stage(sandbox, Credentials(), landing, echo) as stage:
+            run_steps(stage, echo)
     _report(store, echo)
 
 
-def _receiver_config(webhook_secret: SecretStr) -> ReceiverConfig:
-    """Routes for what the example spec points at the receiver, plus a Stream webhook."""
+def run_steps(stage: Stage, echo: Echo) -> None:
+    """Every step of the demo, in order."""
+    for _, step in steps(stage, echo):
+        step()
+
+
+def steps(stage: Stage, echo: Echo) -> list[tuple[str, Callable[[], object]]]:
+    """The demo's steps, named: onboard, plan/apply/plan, refresh, events and ingest, audit twice."""
+    return [
+        ("onboard-organization", lambda: onboard(stage, echo)),
+        ("provision-subscriptions (plan)", lambda: plan(stage, echo)),
+        ("provision-subscriptions (apply)", lambda: apply(stage, echo)),
+        ("provision-subscriptions (plan again)", lambda: plan(stage, echo, again=True)),
+        ("refresh-subscriptions", lambda: refresh(stage, echo)),
+        ("vendors send events", lambda: send_events(stage, echo)),
+        ("ingest-events", lambda: ingest(stage, echo)),
+        ("audit-subscriptions (first)", lambda: audit(stage, echo, "first")),
+        ("audit-subscriptions (second)", lambda: audit(stage, echo, "second")),
+    ]
+
+
+def _receiver_config(spec: ProvisioningSpec, webhook_secret: SecretStr) -> ReceiverConfig:
+    """Routes for what the spec points at the receiver (passwords from its Secret blocks), plus a Stream
+    webhook."""
 
     def password(block: str) -> str:
         value: Any = load_secret(block)
         return str(value["password"] if isinstance(value, dict) else value)
 
-    base = ReceiverConfig(stream={"demo": StreamWebhook(account="demo-org", secret=webhook_secret)})
-    return config_from_spec(load_spec(EXAMPLE_SPEC), password, base)
+    base = ReceiverConfig(stream={PREFIX: StreamWebhook(account=f"{PREFIX}-org", secret=webhook_secret)})
+    return config_from_spec(spec, password, base)
 
 
-def _onboard(echo: Echo) -> None:
+def onboard(stage: Stage, echo: Echo) -> OnboardingResult:
     result = onboard_organization(
-        spec_path=str(ONBOARDING_SPEC), block_name="demo-stream", reissue_sso_links=True
+        spec_path=str(stage.onboarding_spec),
+        block_name=stage.block("stream"),
+        reissue_sso_links=True,
+        db_path=stage.db_path,
     )
     echo(
         f"onboard-organization: {result.org_key} is {result.status}: "
         f"{len(result.created)} created, {len(result.skipped)} already done"
     )
     for link in result.sso_links:  # single-use: opening it here uses it up
-        page = httpx.get(link.url.get_secret_value())
-        echo(f"  SSO login link for {link.email}: HTTP {page.status_code} (links are single-use)")
+        try:
+            opened = f"HTTP {httpx.get(link.url.get_secret_value()).status_code}"
+        except httpx.HTTPError as exc:  # the page, not a flow: say so and go on
+            opened = f"not opened ({type(exc).__name__})"
+        echo(f"  SSO login link for {link.email}: {opened} (links are single-use)")
+    return result
 
 
-def _provision(echo: Echo) -> None:
-    planned = provision_subscriptions(spec_path=str(EXAMPLE_SPEC))
-    echo("provision-subscriptions (plan):")
-    echo(planned.plan.render())
-    applied = provision_subscriptions(spec_path=str(EXAMPLE_SPEC), dry_run=False)
+def plan(stage: Stage, echo: Echo, again: bool = False) -> ProvisionResult:
+    planned = provision_subscriptions(spec_path=str(stage.spec), db_path=stage.db_path)
+    if again:
+        echo(f"provision-subscriptions (plan again): {planned.plan.summary()}")
+    else:
+        echo("provision-subscriptions (plan):")
+        echo(planned.plan.render())
+    return planned
+
+
+def apply(stage: Stage, echo: Echo) -> ProvisionResult:
+    applied = provision_subscriptions(spec_path=str(stage.spec), dry_run=False, db_path=stage.db_path)
     echo(f"provision-subscriptions (apply): {applied.summary()}")
-    again = provision_subscriptions(spec_path=str(EXAMPLE_SPEC))
-    echo(f"provision-subscriptions (plan again): {again.plan.summary()}")
+    return applied
 
 
-def _refresh(echo: Echo) -> None:
-    summary = refresh_subscriptions(spec_path=str(EXAMPLE_SPEC), refresh_within_seconds=93600)
+def refresh(stage: Stage, echo: Echo) -> RefreshSummary:
+    summary = refresh_subscriptions(
+        spec_path=str(stage.spec), refresh_within_seconds=93600, db_path=stage.db_path
+    )
     echo(
         f"refresh-subscriptions: {summary.refreshed} DMA subscriptions refreshed, "
         f"{len(summary.tokens) - summary.tokens_failed} vendor tokens renewed"
     )
+    return summary
 
 
-def _send_events(
-    sandbox: Sandbox, receiver_url: str, webhook_secret: SecretStr, receiver_app: Any, echo: Echo
-) -> None:
+@dataclass
+class SentEvents:
+    """What the vendors sent in one `send_events`: the ids each should land in ``events`` under."""
+
+    plt: list[int] = field(default_factory=list)
+    """PubNub timetokens."""
+    dma: list[Any] = field(default_factory=list)
+    """`streamkeeper.sandbox.dma.Delivery` records (subscription id, sequence number, receiver status)."""
+    thingspace: list[Any] = field(default_factory=list)
+    """`streamkeeper.sandbox.thingspace.Delivery` records (event ids, ok)."""
+    stream: dict[str, int] = field(default_factory=dict)
+    """Webhook event id -> the receiver's status."""
+    equinix: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Pull-feed messages by subscription id."""
+
+
+def send_events(stage: Stage, echo: Echo) -> SentEvents:
     """Each vendor sends some events: PLT into PubNub, the others to the receiver or the pull feed."""
+    sandbox, sent = stage.sandbox, SentEvents()
     plt_app: Any = sandbox.apps["plt"]
-    published = 0
     for partner in list(plt_app.partners.values()):
         for stream in [s for s in partner.streams.values() if s.started]:
-            published += len(plt_app.emit(stream.stream_id, stream.tenant_id, 50))
+            sent.plt += plt_app.emit(stream.stream_id, stream.tenant_id, 50)
     dma: Any = sandbox.apps["dma"]
-    notified = len(dma.emit("1")) + len(dma.emit("2"))
+    sent.dma = dma.emit("1") + dma.emit("2")
     thingspace: Any = sandbox.apps["thingspace"]
-    thingspace.emit(DEFAULT_ACCOUNT, 5)
-    stream: Any = sandbox.apps["stream"]
+    accepted = stage.receiver.counts.get("thingspace.accepted", 0)
+    sent.thingspace = thingspace.emit(stage.credentials.thingspace_account, 5)
+    stream_app: Any = sandbox.apps["stream"]
     for n in range(3):
-        event = stream.webhook_event("order.created", {"order_id": f"demo-{n}"})
-        stream.send_webhook(f"{receiver_url}/stream/demo", webhook_secret, event)
+        event = stream_app.webhook_event("order.created", {"order_id": f"demo-{n}"})
+        url = f"{stage.receiver_url}/stream/{PREFIX}"
+        sent.stream[event["id"]] = stream_app.send_webhook(url, stage.credentials.webhook_secret, event)
     equinix: Any = sandbox.apps["equinix"]
-    pulled = 0
     for subscription_id in list(equinix.streaming):
-        equinix.emit(subscription_id, 20)
-        pulled += 20
+        sent.equinix[subscription_id] = equinix.emit(subscription_id, 20)
+    pulled = sum(len(m) for m in sent.equinix.values())
+    delivered = accepted + sum(1 for d in sent.thingspace if d.ok)
     deadline = time.monotonic() + 10  # ThingSpace delivers in the background: wait until it has
-    while (
-        receiver_app.state.receiver.counts.get("thingspace.accepted", 0) < 5 and time.monotonic() < deadline
-    ):
+    while stage.receiver.counts.get("thingspace.accepted", 0) < delivered and time.monotonic() < deadline:
         time.sleep(0.05)
     echo(
-        f"events sent: PLT {published} (PubNub), DMA {notified} notifications, ThingSpace 5, Stream 3 webhooks, "
-        f"Equinix {pulled} (pull)"
+        f"events sent: PLT {len(sent.plt)} (PubNub), DMA {len(sent.dma)} notifications, "
+        f"ThingSpace {len(sent.thingspace)}, Stream {len(sent.stream)} webhooks, Equinix {pulled} (pull)"
     )
+    return sent
+
+
+def ingest(stage: Stage, echo: Echo) -> IngestSummary:
+    summary = ingest_events(
+        plt_blocks=[stage.block("plt")],
+        equinix_blocks=[stage.block("equinix")],
+        landing_dir=str(stage.landing),
+        pubnub_idle_seconds=0.5,
+        db_path=stage.db_path,
+    )
+    echo(f"ingest-events: loaded {summary.loaded} events, dropped {summary.duplicates} duplicates")
+    return summary
+
+
+def audit(stage: Stage, echo: Echo, round_: str = "first") -> AuditSummary:
+    summary = audit_subscriptions(spec_path=str(stage.spec), db_path=stage.db_path)
+    echo(f"audit-subscriptions ({round_}): {summary.line()}")
+    return summary
 
 
 def _report(store: HistoryStore, echo: Echo) -> None:
