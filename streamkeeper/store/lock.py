@@ -4,6 +4,12 @@ DuckDB lets one read-write process open a file and has no busy timeout: a second
 ``Could not set lock on file``. Every streamkeeper process therefore takes this lock (``<db>.lock``, an
 ``flock``) before it opens the file: exclusive to write, shared to read. Waiting is bounded by a timeout
 that ends in a clear `StoreError`, never DuckDB's lock message.
+
+Readers never starve a writer. Shared locks overlap, so readers that follow each other closely (a report
+loop, two dashboards) would keep ``<db>.lock`` held for good and a waiting writer would never get it. So a
+second lock, ``<db>.lock.gate``, is a turnstile: a writer holds it exclusively while it waits for its turn,
+and a reader passes it (shared) before it takes its own turn. A waiting writer thus stops new readers and
+waits only for the queries already running; readers then wait for its one batch.
 """
 
 from __future__ import annotations
@@ -24,23 +30,35 @@ class FileLock:
     """A shared/exclusive ``flock`` on a path, also serialising threads of one process.
 
     Args:
-        path: the lock file (created if missing).
+        path: the lock file (created if missing); the turnstile is ``<path>.gate``.
         timeout: seconds to wait before giving up with `StoreError`.
     """
 
     def __init__(self, path: Path, timeout: float = 300.0) -> None:
         self.path = path
+        self.gate = path.with_name(path.name + ".gate")
         self.timeout = timeout
         self._thread_lock = threading.RLock()
 
     @contextmanager
     def hold(self, exclusive: bool = True) -> Iterator[None]:
         """Hold the lock for the duration of the block."""
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         with self._thread_lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                self._acquire(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                gate = os.open(self.gate, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    deadline = time.monotonic() + self.timeout
+                    # through the turnstile (a writer holds it while waiting): then wait for the turn
+                    self._acquire(gate, mode, deadline)
+                    try:
+                        self._acquire(fd, mode, deadline)
+                    finally:
+                        fcntl.flock(gate, fcntl.LOCK_UN)
+                finally:
+                    os.close(gate)
                 try:
                     yield
                 finally:
@@ -48,8 +66,7 @@ class FileLock:
             finally:
                 os.close(fd)
 
-    def _acquire(self, fd: int, mode: int) -> None:
-        deadline = time.monotonic() + self.timeout
+    def _acquire(self, fd: int, mode: int, deadline: float) -> None:
         delay = 0.002
         while True:
             try:
