@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,10 @@ from streamkeeper.vendors.http.errors import VendorError
 
 PAUSE_ENV = "STREAMKEEPER_INGEST_PAUSE_AFTER_COMMIT"
 """Test hook: the path of a FIFO. See `after_commit`."""
+PAUSE_SOURCE_ENV = "STREAMKEEPER_INGEST_PAUSE_SOURCE"
+"""Test hook: count only the commits of sources whose name starts with this (``landing``, ``equinix:``)."""
+PAUSE_AT_ENV = "STREAMKEEPER_INGEST_PAUSE_AT"
+"""Test hook: pause after this many (counted) commits; default 1."""
 
 
 class IngestError(VendorError):
@@ -107,21 +112,31 @@ class Stopwatch:
 
 
 _paused = False
+_counted = 0
+_pause_lock = threading.Lock()
 
 
 def after_commit(source: str) -> None:
     """Crash-test hook, called right after each commit and before the source is acknowledged.
 
-    When ``$STREAMKEEPER_INGEST_PAUSE_AFTER_COMMIT`` names a FIFO, the first call writes
-    ``<fifo>.committed`` (holding `source`) and then blocks opening the FIFO for reading, until a writer opens
-    it. A test waits for the marker, then kills the process with SIGKILL: the crash lands exactly between the
-    commit and the acknowledgement (SQS delete, landing-file removal). Unset (always, outside tests): nothing.
+    When ``$STREAMKEEPER_INGEST_PAUSE_AFTER_COMMIT`` names a FIFO, the first call (or the Nth call for a
+    source whose name starts with ``$STREAMKEEPER_INGEST_PAUSE_SOURCE``, N = ``$STREAMKEEPER_INGEST_PAUSE_AT``,
+    default 1; sources run in threads, the count is per process) writes ``<fifo>.committed`` (holding
+    `source`) and then blocks opening the FIFO for reading, until a writer opens it. A test waits for the
+    marker, then kills the process with SIGKILL: the crash lands exactly between the commit and the
+    acknowledgement (SQS delete, landing-file removal). Unset (always, outside tests): nothing.
     """
-    global _paused
+    global _paused, _counted
     fifo = os.environ.get(PAUSE_ENV)
-    if not fifo or _paused:
+    if not fifo:
         return
-    _paused = True
+    with _pause_lock:
+        if _paused or not source.startswith(os.environ.get(PAUSE_SOURCE_ENV, "")):
+            return
+        _counted += 1
+        if _counted < int(os.environ.get(PAUSE_AT_ENV) or 1):
+            return
+        _paused = True
     marker = Path(fifo + ".committed")
     partial = marker.with_name(marker.name + ".tmp")
     partial.write_text(source)
@@ -130,4 +145,13 @@ def after_commit(source: str) -> None:
         pipe.read()
 
 
-__all__ = ["PAUSE_ENV", "BatchLoader", "IngestError", "SourceReport", "Stopwatch", "after_commit"]
+__all__ = [
+    "PAUSE_AT_ENV",
+    "PAUSE_ENV",
+    "PAUSE_SOURCE_ENV",
+    "BatchLoader",
+    "IngestError",
+    "SourceReport",
+    "Stopwatch",
+    "after_commit",
+]
