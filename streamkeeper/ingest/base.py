@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -111,6 +112,32 @@ class Stopwatch:
         return self.remaining <= 0
 
 
+def aws_call(service: str, what: str, subject: str, method: Any, **kwargs: Any) -> Any:
+    """Call a boto3 method; its errors become `IngestError` (transient for 429, 5xx, throttling, no answer).
+
+    Args:
+        service: ``sqs`` or ``kinesis`` (the error's vendor).
+        what: the AWS operation, named in the error.
+        subject: what was being read, e.g. ``queue orders`` or ``stream events``.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return method(**kwargs)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "?"))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        raise IngestError(
+            service,
+            what,
+            f"{subject}: {code}: {error.get('Message', '')}",
+            transient=status >= 500 or status == 429 or "Throttl" in code or "Exceeded" in code,
+        ) from None
+    except BotoCoreError as exc:  # no answer: connection, DNS, timeout
+        raise IngestError(service, what, f"{subject}: {exc}", transient=True) from None
+
+
 _paused = False
 _counted = 0
 _pause_lock = threading.Lock()
@@ -146,6 +173,7 @@ def after_commit(source: str) -> None:
 
 
 __all__ = [
+    "aws_call",
     "PAUSE_AT_ENV",
     "PAUSE_ENV",
     "PAUSE_SOURCE_ENV",

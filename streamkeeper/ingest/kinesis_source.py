@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from streamkeeper.ingest.base import BatchLoader, IngestError, SourceReport, Stopwatch
+from streamkeeper.ingest.base import BatchLoader, SourceReport, Stopwatch, aws_call
 from streamkeeper.ingest.normalize import Row, aws_events, parse_time
 from streamkeeper.store import HistoryStore
 
@@ -116,22 +116,7 @@ def _rows(records: list[dict[str, Any]], stream_name: str, shard_id: str, fallba
 
 
 def _call(method: Any, what: str, stream_name: str, **kwargs: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return method(**kwargs)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "?"))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        raise IngestError(
-            "kinesis",
-            what,
-            f"stream {stream_name}: {code}: {error.get('Message', '')}",
-            transient=status >= 500 or status == 429 or "Throttl" in code or "Exceeded" in code,
-        ) from None
-    except BotoCoreError as exc:  # no answer: connection, DNS, timeout
-        raise IngestError("kinesis", what, f"stream {stream_name}: {exc}", transient=True) from None
+    return aws_call("kinesis", what, f"stream {stream_name}", method, **kwargs)
 
 
 __all__ = ["cursor_key", "drain_kinesis"]

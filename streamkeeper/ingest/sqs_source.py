@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from streamkeeper.ingest.base import BatchLoader, IngestError, SourceReport, Stopwatch
+from streamkeeper.ingest.base import BatchLoader, SourceReport, Stopwatch, aws_call
 from streamkeeper.ingest.normalize import Row, aws_events, parse_time
 from streamkeeper.store import HistoryStore
 
@@ -115,22 +115,7 @@ def _delete(sqs: Any, queue_url: str, stream: str, messages: list[dict[str, Any]
 
 
 def _call(method: Any, what: str, stream: str, **kwargs: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return method(**kwargs)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "?"))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        raise IngestError(
-            "sqs",
-            what,
-            f"queue {stream}: {code}: {error.get('Message', '')}",
-            transient=status >= 500 or status == 429 or "Throttl" in code or "Exceeded" in code,
-        ) from None
-    except BotoCoreError as exc:  # no answer: connection, DNS, timeout
-        raise IngestError("sqs", what, f"queue {stream}: {exc}", transient=True) from None
+    return aws_call("sqs", what, f"queue {stream}", method, **kwargs)
 
 
 __all__ = ["drain_sqs", "queue_name"]
