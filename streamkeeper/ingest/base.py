@@ -46,6 +46,7 @@ class SourceReport(BaseModel):
         skipped: read but not events: Equinix heartbeats, rejected landing files.
         gaps: sequence gaps recorded in ``event_gaps`` (landing records of kind ``gap``).
         batches: transactions committed.
+        retries: reads tried again after a transient failure.
         seconds: wall time of the run.
     """
 
@@ -56,6 +57,7 @@ class SourceReport(BaseModel):
     skipped: int = 0
     gaps: int = 0
     batches: int = 0
+    retries: int = 0
     seconds: float = 0.0
     detail: str | None = None
 
@@ -67,6 +69,7 @@ class SourceReport(BaseModel):
         self.skipped += other.skipped
         self.gaps += other.gaps
         self.batches += other.batches
+        self.retries += other.retries
         self.seconds += other.seconds
 
 

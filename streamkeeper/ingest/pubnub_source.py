@@ -10,8 +10,12 @@ with ~600 of 10,000 messages injected at full speed). History is the record. So 
 2. subscribes to every channel from the oldest cursor and collects live messages until the stream is idle,
    or `PubNubOptions.max_events` / `max_seconds` is reached, committing rows in batches (no cursor yet);
 3. catches up from history v3, per channel, over the window (cursor, high-water], paging back from the
-   high-water mark (the newest timetoken seen, less `history_lag_seconds`), and commits what live delivery
-   missed; the cursors move to the high-water mark in the same transaction as the last rows.
+   high-water mark (PubNub's time when live collection ended, less `history_lag_seconds`), and commits what
+   live delivery missed; the cursors move to the high-water mark in the same transaction as the last rows.
+
+A read of the time or of history that fails on the way (connection refused or dropped, a timeout, 429, 5xx)
+is tried again with capped exponential backoff, `PubNubOptions.read_attempts` times in all; live delivery
+needs no such care (the SDK reconnects by itself, and history covers what it missed meanwhile).
 
 Duplicates (a message both live and in history, the asyncio client's double delivery after a reconnect, a
 rerun after a crash before the cursor moved) are dropped in memory by (channel, timetoken) and in the store
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +48,7 @@ from pydantic import BaseModel, Field
 from streamkeeper.ingest.base import BatchLoader, IngestError, SourceReport, Stopwatch
 from streamkeeper.ingest.normalize import Row, plt_event
 from streamkeeper.store import HistoryStore
+from streamkeeper.vendors.http.retry import RetryPolicy
 from streamkeeper.vendors.plt import PLTClient
 
 HISTORY_PAGE = 100
@@ -90,6 +96,16 @@ class PubNubOptions(BaseModel):
     max_seconds: float = Field(default=30.0, gt=0, description="Stop collecting live after this long.")
     idle_seconds: float = Field(default=1.0, gt=0, description="Stop collecting live after this long idle.")
     batch_size: int = Field(default=20_000, ge=1, description="Rows per commit (each commit costs ~0.1-1 s).")
+    read_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts per PubNub time or history read that fails on the way (refused, dropped, 429, 5xx).",
+    )
+    read_backoff_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="First wait before a read is tried again; doubled each time, up to 8 s.",
+    )
     history_lag_seconds: float = Field(
         default=0.0,
         ge=0,
@@ -247,13 +263,17 @@ class _Drain:
         }
         self.seen: set[tuple[str, int]] = set()
         self.pending: list[Row] = []
+        self.retry = RetryPolicy(backoff_base=options.read_backoff_seconds, backoff_max=8.0)
 
     def run(self) -> None:
         pubnub = PubNub(sdk_config(self.sub_key, self.options))
         try:
-            started = int(self._sync(pubnub.time(), "time").result)
             newest = self._live(pubnub)
-            high = max(newest, started) - int(self.options.history_lag_seconds * TICKS_PER_SECOND)
+            # the high-water mark is the service's time once live collection ended, not when it began: what
+            # live delivery missed meanwhile (a subscribe loop that died on a dropped connection, a channel
+            # more than the replay window behind) is in the history window
+            ended = int(self._sync(pubnub.time(), "time").result)
+            high = max(newest, ended) - int(self.options.history_lag_seconds * TICKS_PER_SECOND)
             self._catch_up(pubnub, high)
             moved = {ch.key: str(max(high, self.cursors[name] or 0)) for name, ch in self.channels.items()}
             self._flush(moved)
@@ -361,6 +381,19 @@ class _Drain:
 
     # -- errors --------------------------------------------------------------------------------------------
     def _sync(self, endpoint: Any, what: str) -> Any:
+        """Run a read, again after a transient failure (see the module docstring); then `IngestError`."""
+        attempt = 1
+        while True:
+            try:
+                return self._once(endpoint, what)
+            except IngestError as exc:
+                if not exc.transient or attempt >= self.options.read_attempts:
+                    raise
+                self.report.retries += 1
+                time.sleep(self.retry.backoff(attempt))
+                attempt += 1
+
+    def _once(self, endpoint: Any, what: str) -> Any:
         """Run a request; failures become `IngestError` (transient unless PubNub refused it: 400, 403)."""
         try:
             envelope = endpoint.sync()

@@ -109,6 +109,7 @@ class PubNubEmulator(VendorSandbox):
         self._channels: dict[str, _Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: set[_Waiter] = set()  # touched on the server loop only
+        self._holds = 0  # subscribe requests held so far (touched on the server loop only)
         self._dirty: set[str] = set()
         self._wake_scheduled = False
         super().__init__()
@@ -189,6 +190,11 @@ class PubNubEmulator(VendorSandbox):
     def long_polls(self) -> int:
         """How many subscribe requests are being held right now."""
         return len(self._waiters)
+
+    @property
+    def holds(self) -> int:
+        """How many subscribe requests have been held so far (a request the client left still counts)."""
+        return self._holds
 
     def history(self, channel: str) -> list[Message]:
         """Every message history holds for a channel, oldest first."""
@@ -287,6 +293,7 @@ class PubNubEmulator(VendorSandbox):
         """Wait for a message newer than `tt` on `channels`, the client to leave (None), or the timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.long_poll_timeout
+        self._holds += 1
         gone = asyncio.ensure_future(_disconnected(request.receive))
         try:
             while True:

@@ -135,8 +135,9 @@ def test_an_outage_while_listening_loses_and_repeats_nothing(store: HistoryStore
     drain = threading.Thread(target=lambda: reports.append(drain_pubnub(store, [STREAM_A], options)))
     restarted = None
     try:
+        held = emulator.holds  # the first drain's last subscribe may still be held (its client left)
         drain.start()
-        wait_for(lambda: emulator.long_polls == 1, what="the consumer listening")
+        wait_for(lambda: emulator.holds > held, what="the second drain listening")
         sent += [(ch, emulator.publish(ch, event(n))) for n in range(40) for ch in STREAM_A.channels]
         server.stop()  # PubNub goes away mid-drain; 300 messages go by meanwhile
         sent += [(ch, emulator.publish(ch, event(n))) for n in range(150) for ch in STREAM_A.channels]
@@ -180,13 +181,52 @@ def test_plt_streams_from_the_plt_emulator_land_without_the_partner_id(
     assert DEFAULT_PARTNER_ID not in repr(streams)
 
 
+def test_time_and_history_reads_that_fail_on_the_way_are_tried_again(
+    pubnub: tuple[PubNubEmulator, str], store: HistoryStore
+) -> None:
+    emulator, origin = pubnub
+    sent = [(ch, emulator.publish(ch, event(n))) for n in range(150) for ch in STREAM_A.channels]
+    # 5xx, 429 and dropped connections on half the reads of the time and of history (4 pages of 100)
+    emulator.faults.set(
+        rate=0.5, kinds=["5xx", "429", "drop"], path="^/(time|v3/history)/", retry_after="0", seed=5
+    )
+
+    report = drain_pubnub(
+        store, [STREAM_A], PubNubOptions(origin=origin, idle_seconds=0.3, read_backoff_seconds=0.05)
+    )
+
+    injected = sum(emulator.faults.injected.values())
+    assert injected > 0 and report.retries == injected
+    assert report.loaded == 300
+    ids = stored_ids(store)
+    assert len(ids) == len(set(ids)) == 300 and set(ids) == expected_ids(sent)
+
+
+def test_a_read_that_keeps_failing_gives_up_after_its_attempts_and_moves_no_cursor(
+    pubnub: tuple[PubNubEmulator, str], store: HistoryStore
+) -> None:
+    emulator, origin = pubnub
+    for n in range(5):
+        emulator.publish(STREAM_A.channels[0], event(n))
+    emulator.faults.set(rate=1.0, kinds=["5xx"], path="^/v3/history/")
+    options = PubNubOptions(origin=origin, idle_seconds=0.3, read_attempts=3, read_backoff_seconds=0.05)
+
+    with pytest.raises(IngestError) as caught:
+        drain_pubnub(store, [STREAM_A], options)
+
+    assert emulator.faults.injected == {"5xx": 3}  # three attempts at the first page, then the error
+    assert caught.value.transient and "history of sub1" in str(caught.value)
+    assert PARTNER not in str(caught.value)
+    assert store.cursors("pubnub:") == {} and stored_ids(store) == []
+
+
 def test_an_unreachable_pubnub_raises_without_naming_a_channel(store: HistoryStore) -> None:
     import socket
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    options = PubNubOptions(origin=f"http://127.0.0.1:{port}")
+    options = PubNubOptions(origin=f"http://127.0.0.1:{port}", read_backoff_seconds=0.05)
     started = time.monotonic()
     with pytest.raises(IngestError) as caught:
         drain_pubnub(store, [STREAM_A], options)
