@@ -43,14 +43,14 @@ class _QuietUserErrors(logging.Filter):
 def _setup_prefect_logging() -> None:
     from prefect.logging.configuration import setup_logging
 
-    from streamkeeper.vendors.http.redact import RedactingFilter
+    from streamkeeper.vendors.http.redact import PREFECT_LOGGERS, install_log_redaction
 
     setup_logging()
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flows", "prefect.tasks"):
+    install_log_redaction(*PREFECT_LOGGERS)
+    for name in PREFECT_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, _QuietUserErrors) for f in handler.filters):
                 handler.addFilter(_QuietUserErrors())
-                handler.addFilter(RedactingFilter())
 
 
 def _start_prefect() -> None:

@@ -51,6 +51,10 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+PREFECT_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flows", "prefect.tasks")
+"""The loggers whose handlers carry flow and task run logs (to the console and to Prefect's API)."""
+
+
 def install_log_redaction(*logger_names: str) -> None:
     """Attach a `RedactingFilter` to the handlers of the given loggers (root when none given)."""
     names = logger_names or ("",)
