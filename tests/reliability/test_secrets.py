@@ -169,7 +169,8 @@ async def prefect_texts(since: DateTime) -> list[tuple[str, str]]:
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since))
         )
-        assert len(runs) >= 9, [r.name for r in runs]
+        # the demo's flow runs: onboard, plan, apply, plan again, refresh, ingest, two audits (and any rerun)
+        assert len(runs) >= 8, [r.name for r in runs]
         ids = [r.id for r in runs]
         for run in runs:
             out.append((f"flow run {run.name} parameters", repr(run.parameters)))
