@@ -419,8 +419,8 @@ class DMASandbox(VendorSandbox):
         auth = (sub.username, sub.password or "") if sub.username else None
         status: int | None
         try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                status = (await client.post(sub.consumer_url, json=body, auth=auth)).status_code
+            async with httpx.AsyncClient(timeout=10, auth=auth) as client:
+                status = (await client.post(sub.consumer_url, json=body)).status_code
         except httpx.HTTPError:
             status = None
         delivery = Delivery(sub.id, seq, status, body)

@@ -179,8 +179,8 @@ class FaultMiddleware:
 
 
 async def _answer(
-    send: Send, status: int, body: bytes, ctype: str, extra: list[tuple[bytes, bytes]] = None
-) -> None:  # noqa: B006
+    send: Send, status: int, body: bytes, ctype: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     if extra is None:
         extra = []
     headers = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode()), *extra]

@@ -280,7 +280,7 @@ class PubNubEmulator(VendorSandbox):
             return self._bad(str(exc))
         if tt <= 0:
             return _subscribe_answer(self.timetoken(), [], sub_key)
-        messages = self._newer(channels, tt)
+        messages: list[Message] | None = self._newer(channels, tt)
         if not messages:  # (no channels, e.g. only channel groups, which are not emulated: hold too)
             messages = await self._hold(request, frozenset(channels), tt)
             if messages is None:  # the client went away

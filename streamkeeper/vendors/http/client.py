@@ -244,14 +244,16 @@ class VendorClient:
                     return found
 
     # -- parsing -------------------------------------------------------------------------------------------
-    def parse(self, response: httpx.Response, tp: type[T] | Any, operation: str) -> T:
+    def parse(self, response: httpx.Response, tp: type[T], operation: str) -> T:
         """Parse a JSON answer into a pydantic type, or raise `MalformedResponse` naming what is wrong."""
         return self.validate(self.json_body(response, operation), tp, operation)
 
-    def validate(self, data: Any, tp: type[T] | Any, operation: str) -> T:
+    def validate(self, data: Any, tp: type[T], operation: str) -> T:
         """Validate already-decoded data into a pydantic type, or raise `MalformedResponse`."""
+        key: type = tp  # (mypy does not see a type[T] as Hashable, which the lru_cache wrapper asks for)
         try:
-            return _adapter(tp).validate_python(data)  # type: ignore[no-any-return]
+            adapter: TypeAdapter[T] = _adapter(key)
+            return adapter.validate_python(data)
         except ValidationError as exc:
             raise MalformedResponse(
                 self.vendor, operation, f"unexpected response shape: {redact(describe(exc))}"
