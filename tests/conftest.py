@@ -62,28 +62,3 @@ def prefect_api() -> Iterator[None]:
 def db_path(tmp_path: Path) -> Path:
     """A fresh history-store path."""
     return tmp_path / "history.duckdb"
-
-
-LONGEST_FILES = (
-    "reliability/test_faults.py",  # ~150 s on two workers (--durations in CI's log)
-    "test_cli.py",  # ~100 s
-    "e2e/test_prefect_server.py",  # ~85 s
-    "reliability/test_crashes.py",  # ~80 s
-    "reliability/test_concurrency.py",  # ~55 s
-)
-"""A scheduling hint, longest first: a stale entry only costs some balance."""
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest files run first, then other files with slow tests: under xdist's ``--dist loadfile`` the
-    long files start at once and the short ones fill in around them, instead of one starting last alone."""
-    tests_dir = Path(__file__).resolve().parent
-    rank = {tests_dir / name: n for n, name in enumerate(LONGEST_FILES)}
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-
-    def order(item: pytest.Item) -> tuple[int, int]:
-        if item.path in rank:
-            return (0, rank[item.path])
-        return (1, 0) if item.path in slow_files else (2, 0)
-
-    items.sort(key=order)
