@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from streamkeeper.sandbox.base import VendorSandbox
+from streamkeeper.sandbox.base import VendorSandbox, outbound_tls
 from streamkeeper.vendors.dma import MAX_TIME_TO_LIVE, from_xml, to_wire
 
 BASE = "/api/rest"
@@ -399,7 +399,7 @@ class DMASandbox(VendorSandbox):
     # -- notifications -------------------------------------------------------------------------------------
     async def _validate(self, url: str) -> bool:
         try:
-            async with httpx.AsyncClient(timeout=5) as client:
+            async with httpx.AsyncClient(timeout=5, verify=outbound_tls()) as client:
                 return (await client.get(url)).status_code == 200
         except httpx.HTTPError:
             return False
@@ -419,7 +419,7 @@ class DMASandbox(VendorSandbox):
         auth = (sub.username, sub.password or "") if sub.username else None
         status: int | None
         try:
-            async with httpx.AsyncClient(timeout=10, auth=auth) as client:
+            async with httpx.AsyncClient(timeout=10, auth=auth, verify=outbound_tls()) as client:
                 status = (await client.post(sub.consumer_url, json=body)).status_code
         except httpx.HTTPError:
             status = None

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from streamkeeper.sandbox.base import VendorSandbox
+from streamkeeper.sandbox.base import VendorSandbox, outbound_tls
 from streamkeeper.validation import describe
 
 SCOPES = ("user", "onboarding", "legacy_onboarding", "sso", "billing")
@@ -511,6 +511,7 @@ class StreamSandbox(VendorSandbox):
             content=body,
             headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature},
             timeout=timeout,
+            verify=outbound_tls(),
         )
         with self._lock:
             self.webhooks_sent.append({"url": url, "event": dict(event), "status": response.status_code})
