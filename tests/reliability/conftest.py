@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from relkit import Processes, PyCache, kill_group, warm_pycache
 
 
 @pytest.fixture(scope="session")
-def shared_pycache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyCache]:
-    """A bytecode cache for child Pythons, filled in the background: request it before ``prefect_api`` so
-    that the compiling overlaps the Prefect API's start."""
-    path = tmp_path_factory.mktemp("pycache")
+def shared_pycache() -> Iterator[PyCache]:
+    """The suite's bytecode cache (tests/conftest.py), with what the CLI imports compiled in the background:
+    request it before ``prefect_api`` so that the compiling overlaps the Prefect API's start."""
+    path = Path(os.environ["PYTHONPYCACHEPREFIX"])
     cache = PyCache(path, warm_pycache(path))
     try:
         yield cache
