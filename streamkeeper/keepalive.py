@@ -194,9 +194,24 @@ def _refresh_one(
         try:
             sub.entity_tag = client.update_time_to_live(sub_id, sub.time_to_live, sub.entity_tag or "")
         except PreconditionFailed:
-            # someone (another refresh run) changed it since we listed: read it again, retry once
+            # someone (another refresh run) changed it since we listed: read it again; never shorten what
+            # they extended, else retry once with the fresh entity tag
             fresh = client.get_subscription(sub_id)
-            assert fresh is not None
+            if fresh is None:
+                return RefreshOutcome(
+                    **base, outcome="expired", old_expires_at=old, new_expires_at=None, detail="gone (404)"
+                )
+            seconds = MAX_TIME_TO_LIVE if sub.time_to_live == 0 else sub.time_to_live
+            wanted = clock() + timedelta(seconds=seconds)
+            further = fresh.calculated_expiration_date
+            if further is not None and further >= wanted:
+                return RefreshOutcome(
+                    **base,
+                    outcome="refreshed",
+                    old_expires_at=old,
+                    new_expires_at=further,
+                    detail="already extended further by another run (412 on our PUT)",
+                )
             sub.entity_tag = client.update_time_to_live(sub_id, sub.time_to_live, fresh.entity_tag or "")
     except NotFound:
         return RefreshOutcome(

@@ -234,3 +234,30 @@ def test_vendor_tokens_are_renewed_and_recorded_without_the_token(
         and "401" in (failed.detail or "")
         and "S3NTINEL" not in (failed.detail or "")
     )
+
+
+def test_a_refresh_that_meets_a_newer_change_never_shortens_it(connect: Callable[[str], DMAClient]) -> None:
+    from streamkeeper.keepalive import _refresh_one, utc_now
+
+    client = connect("provisioner")
+    made = client.create_subscription("conferences", {"consumer_url": "http://x.test/a", "time_to_live": 600})
+    listed = client.get_subscription(made.subscription_identifier)
+    assert listed is not None
+    # another run extends it to the maximum after we listed it: our PUT's entity tag is stale (412)
+    client.update_time_to_live(listed.subscription_identifier, 0, listed.entity_tag or "")
+
+    outcome = _refresh_one(client, "dma-a", listed.model_copy(), 600, utc_now)
+
+    now = client.get_subscription(listed.subscription_identifier)
+    assert now is not None and now.time_to_live == 93600  # not put back to 600
+    assert outcome.outcome == "refreshed" and "another run" in (outcome.detail or "")
+    assert outcome.new_expires_at == now.calculated_expiration_date
+
+    # a change that leaves it shorter than ours: ours is put again, with the fresh entity tag
+    fresh = client.get_subscription(listed.subscription_identifier)
+    assert fresh is not None
+    client.update_time_to_live(fresh.subscription_identifier, 60, fresh.entity_tag or "")
+    outcome = _refresh_one(client, "dma-a", fresh.model_copy(), 600, utc_now)
+    again = client.get_subscription(fresh.subscription_identifier)
+    assert outcome.outcome == "refreshed" and outcome.detail is None
+    assert again is not None and again.time_to_live == 600
