@@ -85,7 +85,10 @@ def audit_subscriptions(
 
 def _audit_all(spec_path: str, db_path: str | None) -> list[AuditResult]:
     spec = load_spec(spec_path)
-    runs = [audit_vendor_connection.submit(vendor, c, db_path) for vendor, c in spec.connections()]
+    runs = [
+        audit_vendor_connection.submit(vendor, spec_path, c.connection, getattr(c, "account", None), db_path)
+        for vendor, c in spec.connections()
+    ]
     return [run.result() for run in runs]
 
 

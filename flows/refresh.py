@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from blocks.dma import DMACredentials
 from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.keepalive import RefreshOutcome
-from streamkeeper.spec import DMASubscriptionSpec, load_spec
+from streamkeeper.spec import load_spec
 from streamkeeper.store import TokenEvent
 from tasks.refresh import load_block, refresh_dma_subscriptions, refresh_tokens
 
@@ -82,14 +82,12 @@ def refresh_subscriptions(
 ) -> RefreshSummary:
     """Refresh every DMA subscription that expires within the horizon (soonest first) and every vendor token."""
     logger = get_run_logger()
-    desired: dict[str, list[DMASubscriptionSpec]] = {}
-    spec_blocks: dict[str, list[str]] = {"stream": [], "thingspace": [], "equinix": []}
+    spec_blocks: dict[str, list[str]] = {"dma": [], "stream": [], "thingspace": [], "equinix": []}
     if spec_path:
         spec = load_spec(spec_path)
-        desired = {c.connection: c.subscriptions for c in spec.dma}
         for vendor in spec_blocks:
             spec_blocks[vendor] = [c.connection for c in getattr(spec, vendor)]
-    dma = _merge(list(desired), dma_blocks)
+    dma = _merge(spec_blocks["dma"], dma_blocks)
     stream = _merge(spec_blocks["stream"], stream_blocks)
     thingspace = _merge(spec_blocks["thingspace"], thingspace_blocks)
     equinix = _merge(spec_blocks["equinix"], equinix_blocks)
@@ -104,7 +102,7 @@ def refresh_subscriptions(
             refresh_within_seconds,
             time_to_live,
             db_path,
-            desired.get(name),
+            spec_path if name in spec_blocks["dma"] else None,
         )
         for name in dma
     ]

@@ -66,24 +66,64 @@ class DesiredDMASubscription(BaseModel):
     desired: dict[str, Any] | None = Field(None, description="The spec entry, for the history.")
 
 
-def list_dma(client: DMAClient, store: HistoryStore, account: str) -> tuple[list[Subscription], bool]:
-    """Every subscription the DMA holds, with a conditional GET. Returns (subscriptions, not_modified).
+class DMAListing:
+    """What one conditional ``GET /subscriptions`` found: the list's ETag, and the subscriptions.
+
+    On a 304 the subscriptions are the cached list, read from ``http_cache`` only when asked for (an audit
+    that finds nothing changed needs only the ETag).
+    """
+
+    def __init__(
+        self, store: HistoryStore, account: str, etag: str | None, subscriptions: list[Subscription] | None
+    ) -> None:
+        self.etag = etag
+        self.not_modified = subscriptions is None
+        self._store, self._account, self._subscriptions = store, account, subscriptions
+        self._kept = self.not_modified
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        if self._subscriptions is None:
+            _, cached = self._store.cache_get("dma", self._account, LIST_RESOURCE)
+            self._subscriptions = [Subscription.model_validate(item) for item in cached or []]
+        return self._subscriptions
+
+    def keep(self) -> None:
+        """Cache a list the DMA sent (200), with its ETag, for the next conditional GET."""
+        if self._kept:
+            return
+        self._store.cache_put(
+            "dma",
+            self._account,
+            LIST_RESOURCE,
+            self.etag,
+            [s.model_dump(mode="json", by_alias=False) for s in self.subscriptions],
+        )
+        self._kept = True
+
+
+def list_dma(client: DMAClient, store: HistoryStore, account: str, keep: bool = True) -> DMAListing:
+    """Every subscription the DMA holds, with a conditional GET.
 
     The list and its ETag are kept in ``http_cache`` (shared with the audit): a 304 means the cached list is
-    still what the DMA holds.
+    still what the DMA holds. Without `keep`, a new list is cached only when the caller calls
+    `DMAListing.keep` (the refresh, when it changed nothing: its PUTs would make the list stale at once).
     """
-    etag, cached = store.cache_get("dma", account, LIST_RESOURCE)
-    listing = client.list_subscriptions(etag=etag if cached is not None else None)
-    if listing is None:
-        return [Subscription.model_validate(item) for item in cached], True
-    store.cache_put(
-        "dma",
-        account,
-        LIST_RESOURCE,
-        listing.etag,
-        [s.model_dump(mode="json", by_alias=False) for s in listing.subscriptions],
+    cached = store.query(
+        "SELECT etag FROM http_cache WHERE vendor = 'dma' AND account = ? AND resource = ? AND body IS NOT NULL",
+        [account, LIST_RESOURCE],
     )
-    return listing.subscriptions, False
+    etag = str(cached["etag"].iloc[0]) if not cached.empty and pd.notna(cached["etag"].iloc[0]) else None
+    answer = client.list_subscriptions(etag=etag)
+    listing = DMAListing(
+        store,
+        account,
+        etag if answer is None else answer.etag,
+        None if answer is None else answer.subscriptions,
+    )
+    if keep:
+        listing.keep()
+    return listing
 
 
 def refresh_dma(
@@ -114,7 +154,8 @@ def refresh_dma(
         One outcome per subscription acted on: soonest-expiring first, then expiries and re-creations.
     """
     now = clock()
-    subscriptions, _ = list_dma(client, store, account)
+    listing = list_dma(client, store, account, keep=False)
+    subscriptions = listing.subscriptions
     due = sorted(
         (
             s
@@ -173,6 +214,8 @@ def refresh_dma(
         outcomes.append(outcome)
         if version is not None:
             versions.append(version)
+    if not due and not any(o.outcome == "recreated" for o in outcomes):
+        listing.keep()  # nothing changed at the DMA: the next run's list GET can be a 304
     store.record_versions(versions)
     return outcomes
 

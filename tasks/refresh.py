@@ -28,7 +28,7 @@ from streamkeeper.keepalive import (
     renew_thingspace_session,
     rotate_stream_token,
 )
-from streamkeeper.spec import DMASubscriptionSpec
+from streamkeeper.spec import DMASubscriptionSpec, load_spec
 from streamkeeper.store import TokenEvent
 from streamkeeper.vendors.dma import NewSubscription
 from streamkeeper.vendors.http import CallRecorder, register_secret
@@ -61,12 +61,18 @@ def refresh_dma_subscriptions(
     within_seconds: int,
     time_to_live: int | None = None,
     db_path: str | None = None,
-    desired: list[DMASubscriptionSpec] | None = None,
+    spec_path: str | None = None,
 ) -> list[RefreshOutcome]:
     """Refresh the subscriptions of one DMA that expire within `within_seconds`, soonest first.
 
-    Subscriptions of `desired` (the spec's, for this DMA) that expired are created again.
+    Subscriptions of the spec's connection named `account` that expired are created again. The task reads
+    them from the spec (a cached parse) rather than taking them as an argument, so that a 10,000-entry
+    connection never goes through Prefect as a task argument.
     """
+    desired: list[DMASubscriptionSpec] = []
+    if spec_path is not None:
+        spec = load_spec(spec_path)
+        desired = next((c.subscriptions for c in spec.dma if c.connection == account), [])
     store = history_store(db_path)
     recorder = CallRecorder()
     with credentials.get_client(recorder=recorder) as client:
@@ -77,7 +83,7 @@ def refresh_dma_subscriptions(
                 account,
                 within=timedelta(seconds=within_seconds),
                 time_to_live=time_to_live,
-                desired={s.name: partial(desired_dma, s) for s in desired or []},
+                desired={s.name: partial(desired_dma, s) for s in desired},
             )
         finally:
             flush_calls(store, recorder)
