@@ -16,7 +16,7 @@ and, in the same run, a bare baseline with the same client (a `DMAClient` from t
    process, the second audit finds the spec in the on-disk cache as a new worker process would.
 
 Each round uses a new history file and a new spec text (a comment with the round's number), so that every
-round's first audit is a first audit; with ``--repeat`` the best round of each figure is shown.
+round's first audit is a first audit; ``--repeat`` runs several rounds, each printed with its ratios.
 
 Run: ``.venv/bin/python bench/bench_refresh_audit.py`` (``--subscriptions``, ``--workers``, ``--repeat``).
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -105,7 +106,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=8, help="parallel PUTs, flow and bare loop (default 8)"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="rounds; the best of each figure (default 1)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds, each printed (default 1)")
     args = parser.parse_args()
     n = args.subscriptions
     load_before = os.getloadavg()
@@ -164,6 +165,7 @@ def main() -> None:
             t: dict[str, Timing] = {}
 
             # -- 1. refresh ---------------------------------------------------------------------------------
+            t["bare_list"] = Timing(client.list_subscriptions)  # what one hourly run's list costs
             t["bare_refresh"] = Timing(bare_refresh)
             assert t["bare_refresh"].result == n
             t["flow_refresh"] = Timing(
@@ -203,38 +205,53 @@ def main() -> None:
         ours.send(None)
         child.join(30)
     load_after = os.getloadavg()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    def best(key: str) -> Timing:
-        return min((r[key] for r in rounds), key=lambda x: x.seconds)
-
-    refresh, bare = best("flow_refresh"), best("bare_refresh")
-    audit1, audit2 = best("flow_audit1"), best("flow_audit2")
-    baseline = best("bare_304").seconds + best("bare_parse").seconds
     command = " ".join([Path(sys.executable).name, *sys.argv])
     print(
-        f"\n{command}\nDMA emulator over HTTPS in its own process, {n} subscriptions, {args.repeat} round(s), "
-        f"best of each; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after"
+        f"\n{command}\nDMA emulator over HTTPS in its own process, {n} subscriptions, {args.repeat} round(s); "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; load average {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after"
     )
     print(f"{'measurement':<62}{'flow s':>9}{'baseline s':>12}{'ratio':>8}")
-    table = [
-        (f"refresh {n} (list + {n} PUTs, {args.workers} threads) vs bare PUTs", refresh, bare.seconds),
-        (f"audit #1 (list 200, {n} bodies stored) vs bare list GET", audit1, best("bare_audit1").seconds),
-        ("audit #2 (list 304, unchanged) vs one 304 GET + one spec parse", audit2, baseline),
-        ("audit #2 vs audit #1", audit2, audit1.seconds),
-    ]
-    for label, timing, base in table:
-        print(f"{label:<62}{timing.seconds:>9.2f}{base:>12.3f}{timing.seconds / base:>8.2f}")
-    print(
-        f"refresh: {n / refresh.seconds:,.0f} subscriptions/s through the flow, {n / bare.seconds:,.0f}/s bare; "
-        f"CPU of this process {1000 * refresh.cpu / n:.2f} ms per subscription through the flow, "
-        f"{1000 * bare.cpu / n:.2f} ms bare (streamkeeper's own: {1000 * (refresh.cpu - bare.cpu) / n:.2f} ms)"
-    )
-    print(
-        f"audit #2: one 304 GET {best('bare_304').seconds:.3f} s, one parse of the {n}-entry spec "
-        f"{best('bare_parse').seconds:.2f} s; snapshot rows written by audit #2: "
-        f"{rounds[0]['audit2_rows'].result}; CPU {audit2.cpu:.2f} s (audit #1 {audit1.cpu:.2f} s)"
-    )
+    for round_no, t in enumerate(rounds, 1):
+        audit2_baseline = t["bare_304"].seconds + t["bare_parse"].seconds
+        table = [
+            (
+                f"refresh {n} (list + {n} PUTs, {args.workers} threads) vs bare PUTs",
+                "flow_refresh",
+                t["bare_refresh"].seconds,
+            ),
+            (
+                f"audit #1 (list 200, {n} bodies stored) vs bare list GET",
+                "flow_audit1",
+                t["bare_audit1"].seconds,
+            ),
+            (
+                "audit #2 (list 304, unchanged) vs one 304 GET + one spec parse",
+                "flow_audit2",
+                audit2_baseline,
+            ),
+            ("audit #2 vs audit #1", "flow_audit2", t["flow_audit1"].seconds),
+        ]
+        print(f"round {round_no}")
+        for label, key, base in table:
+            print(f"  {label:<60}{t[key].seconds:>9.2f}{base:>12.3f}{t[key].seconds / base:>8.2f}")
+    for round_no, t in enumerate(rounds, 1):
+        refresh, bare, listing = t["flow_refresh"], t["bare_refresh"], t["bare_list"]
+        print(
+            f"round {round_no}: refresh {n / refresh.seconds:,.0f} subscriptions/s through the flow, "
+            f"{n / bare.seconds:,.0f}/s bare; CPU of this process per subscription: "
+            f"{1000 * refresh.cpu / n:.3f} ms through the flow, {1000 * bare.cpu / n:.3f} ms bare "
+            f"(streamkeeper's own {1000 * (refresh.cpu - bare.cpu) / n:.3f} ms), the list GET alone "
+            f"{1000 * listing.cpu / n:.3f} ms"
+        )
+        print(
+            f"round {round_no}: audit #2: one 304 GET {t['bare_304'].seconds:.3f} s, one parse of the "
+            f"{n}-entry spec {t['bare_parse'].seconds:.2f} s; snapshot rows it wrote: {t['audit2_rows'].result}; "
+            f"CPU {t['flow_audit2'].cpu:.2f} s (audit #1 {t['flow_audit1'].cpu:.2f} s)"
+        )
+    print(f"peak memory of this process {peak_mb:,.0f} MB")
 
 
 if __name__ == "__main__":

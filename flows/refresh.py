@@ -25,7 +25,12 @@ ARTIFACT_ROWS = 200
 
 
 class RefreshSummary(BaseModel):
-    """What a refresh run did."""
+    """What a refresh run did.
+
+    `outcomes` holds every subscription's outcome when the run acted on at most `ARTIFACT_ROWS` of them;
+    beyond that, only those that were not a plain refresh (each refresh is in the history, see the
+    ``refresh_history`` report), so that the result of a 10,000-subscription run stays small.
+    """
 
     refreshed: int = 0
     expired: int = 0
@@ -33,6 +38,10 @@ class RefreshSummary(BaseModel):
     failed: int = 0
     outcomes: list[RefreshOutcome] = Field(default_factory=list)
     tokens: list[TokenEvent] = Field(default_factory=list)
+
+    @property
+    def acted_on(self) -> int:
+        return self.refreshed + self.expired + self.recreated + self.failed
 
     @property
     def tokens_failed(self) -> int:
@@ -103,6 +112,7 @@ def refresh_subscriptions(
             time_to_live,
             db_path,
             spec_path if name in spec_blocks["dma"] else None,
+            ARTIFACT_ROWS,
         )
         for name in dma
     ]
@@ -114,12 +124,14 @@ def refresh_subscriptions(
 
     summary = RefreshSummary()
     for run in dma_runs:
-        summary.outcomes.extend(run.result())
+        result = run.result()
+        summary.outcomes.extend(result.outcomes)
+        for outcome in ("refreshed", "expired", "recreated", "failed"):
+            setattr(summary, outcome, getattr(summary, outcome) + result.counts.get(outcome, 0))
     if tokens_run is not None:
         summary.tokens = tokens_run.result()
-    for outcome in summary.outcomes:
-        if outcome.outcome in ("refreshed", "expired", "recreated", "failed"):
-            setattr(summary, outcome.outcome, getattr(summary, outcome.outcome) + 1)
+    if summary.acted_on > ARTIFACT_ROWS:  # Prefect walks a flow's result: keep it small
+        summary.outcomes = [o for o in summary.outcomes if o.outcome != "refreshed"]
     _publish(summary)
     logger.info(
         "refreshed %d, expired %d, recreated %d, failed %d; tokens renewed %d, failed %d",
@@ -146,9 +158,7 @@ def refresh_subscriptions(
 
 
 def _publish(summary: RefreshSummary) -> None:
-    outcomes = summary.outcomes
-    if len(outcomes) > ARTIFACT_ROWS:
-        outcomes = [o for o in outcomes if o.outcome != "refreshed"][:ARTIFACT_ROWS]
+    outcomes = summary.outcomes[:ARTIFACT_ROWS]
     rows = [
         {
             "vendor": o.vendor,
@@ -183,7 +193,7 @@ def _publish(summary: RefreshSummary) -> None:
             f"{summary.failed} failed; {len(summary.tokens)} token(s), {summary.tokens_failed} failed"
             + (
                 f" (refreshed rows beyond {ARTIFACT_ROWS} left out)"
-                if len(summary.outcomes) > ARTIFACT_ROWS
+                if summary.acted_on > ARTIFACT_ROWS
                 else ""
             )
         ),

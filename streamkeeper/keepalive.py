@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import pandas as pd
+import duckdb
 from pydantic import BaseModel, Field
 
 from streamkeeper.store import HistoryStore, SubscriptionVersion, TokenEvent
@@ -102,18 +102,24 @@ class DMAListing:
         self._kept = True
 
 
-def list_dma(client: DMAClient, store: HistoryStore, account: str, keep: bool = True) -> DMAListing:
-    """Every subscription the DMA holds, with a conditional GET.
+def cached_list_etag(con: duckdb.DuckDBPyConnection, account: str) -> str | None:
+    """The ETag of the DMA list kept in ``http_cache`` (None when no list is kept)."""
+    row = con.execute(
+        "SELECT etag FROM http_cache WHERE vendor = 'dma' AND account = ? AND resource = ? AND body IS NOT NULL",
+        [account, LIST_RESOURCE],
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def list_dma(
+    client: DMAClient, store: HistoryStore, account: str, etag: str | None, keep: bool = True
+) -> DMAListing:
+    """Every subscription the DMA holds, with a conditional GET on `etag` (`cached_list_etag`).
 
     The list and its ETag are kept in ``http_cache`` (shared with the audit): a 304 means the cached list is
     still what the DMA holds. Without `keep`, a new list is cached only when the caller calls
     `DMAListing.keep` (the refresh, when it changed nothing: its PUTs would make the list stale at once).
     """
-    cached = store.query(
-        "SELECT etag FROM http_cache WHERE vendor = 'dma' AND account = ? AND resource = ? AND body IS NOT NULL",
-        [account, LIST_RESOURCE],
-    )
-    etag = str(cached["etag"].iloc[0]) if not cached.empty and pd.notna(cached["etag"].iloc[0]) else None
     answer = client.list_subscriptions(etag=etag)
     listing = DMAListing(
         store,
@@ -154,8 +160,13 @@ def refresh_dma(
         One outcome per subscription acted on: soonest-expiring first, then expiries and re-creations.
     """
     now = clock()
-    listing = list_dma(client, store, account, keep=False)
+    with store.reader() as con:
+        etag = cached_list_etag(con, account)
+    listing = list_dma(client, store, account, etag, keep=False)
     subscriptions = listing.subscriptions
+    with store.reader() as con:  # what the history holds, in one read
+        live = _live(con, account)
+        known = _known_names(con, account) if desired else {}
     due = sorted(
         (
             s
@@ -164,15 +175,21 @@ def refresh_dma(
         ),
         key=lambda s: s.calculated_expiration_date or now,
     )
+    outcomes: list[RefreshOutcome] = []
+    versions: list[SubscriptionVersion] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        outcomes = list(pool.map(lambda s: _refresh_one(client, account, s, time_to_live, clock), due))
-    versions = [
-        _version(account, sub, o) for o, sub in zip(outcomes, due, strict=True) if o.outcome != "failed"
-    ]
+        for outcome, version in pool.map(lambda s: _refreshed(client, account, s, time_to_live, clock), due):
+            outcomes.append(outcome)
+            if version is not None:
+                versions.append(version)
+            if len(versions) >= HISTORY_BATCH:  # written while the other PUTs are in flight
+                store.record_versions(versions)
+                store.record_api_calls(client.recorder.drain())
+                versions = []
 
     # known to the history as live, but no longer listed: expired before this run came
     listed = {s.subscription_identifier for s in subscriptions}
-    gone = _vanished(store, account, listed)
+    gone = [row for row in live if row["subscription_id"] not in listed]
     for row in gone:
         outcome = RefreshOutcome(
             vendor="dma",
@@ -205,7 +222,6 @@ def refresh_dma(
     alive_names = {
         s.passback for s in subscriptions if s.passback and s.subscription_identifier not in expired_now
     }
-    known = _known_names(store, account) if desired else {}
     known.update({o.name: o.subscription_id for o in outcomes if o.outcome == "expired" and o.name})
     for name, body in (desired or {}).items():
         if name in alive_names or name not in known:
@@ -218,6 +234,20 @@ def refresh_dma(
         listing.keep()  # nothing changed at the DMA: the next run's list GET can be a 304
     store.record_versions(versions)
     return outcomes
+
+
+HISTORY_BATCH = 2_000
+"""Refresh versions (and the client's recorded calls, ``api_calls``) are written this many at a time while
+the PUTs go on, so the history's writes overlap the HTTP instead of following it (and a run stopped half
+way has recorded what it did)."""
+
+
+def _refreshed(
+    client: DMAClient, account: str, sub: Subscription, time_to_live: int | None, clock: Clock
+) -> tuple[RefreshOutcome, SubscriptionVersion | None]:
+    """One subscription's PUT and its history version, both made in the worker thread."""
+    outcome = _refresh_one(client, account, sub, time_to_live, clock)
+    return outcome, None if outcome.outcome == "failed" else _version(account, sub, outcome)
 
 
 def _refresh_one(
@@ -294,32 +324,27 @@ def _version(account: str, sub: Subscription, outcome: RefreshOutcome) -> Subscr
     )
 
 
-def _vanished(store: HistoryStore, account: str, listed: set[str]) -> list[dict[str, Any]]:
-    current: pd.DataFrame = store.current_subscriptions("dma", account)
-    if current.empty:
-        return []
-    alive = current[
-        ~current["status"].isin(["expired", "deleted"]) & ~current["subscription_id"].isin(listed)
-    ]
+def _live(con: duckdb.DuckDBPyConnection, account: str) -> list[dict[str, Any]]:
+    """The subscriptions of this DMA the history holds as live."""
+    rows = con.execute(
+        "SELECT subscription_id, name, kind, expires_at FROM current_subscriptions "
+        "WHERE vendor = 'dma' AND account = ? AND coalesce(status, '') NOT IN ('expired', 'deleted')",
+        [account],
+    ).fetchall()
     return [
-        {
-            "subscription_id": str(r.subscription_id),
-            "name": None if pd.isna(r.name) else str(r.name),
-            "kind": None if pd.isna(r.kind) else str(r.kind),
-            "expires_at": as_utc(r.expires_at),
-        }
-        for r in alive.itertuples()
+        {"subscription_id": str(sub_id), "name": name, "kind": kind, "expires_at": as_utc(expires_at)}
+        for sub_id, name, kind, expires_at in rows
     ]
 
 
-def _known_names(store: HistoryStore, account: str) -> dict[str, str]:
+def _known_names(con: duckdb.DuckDBPyConnection, account: str) -> dict[str, str]:
     """Name -> latest subscription id, of every DMA subscription of this account the history has seen."""
-    frame = store.query(
+    rows = con.execute(
         "SELECT name, arg_max(subscription_id, valid_from) AS subscription_id FROM subscriptions "
         "WHERE vendor = 'dma' AND account = ? AND name IS NOT NULL GROUP BY name",
         [account],
-    )
-    return dict(zip(frame["name"], frame["subscription_id"], strict=True))
+    ).fetchall()
+    return {str(name): str(sub_id) for name, sub_id in rows}
 
 
 def _recreate(

@@ -6,6 +6,7 @@ so a task per subscription would cap a run at about 40 subscriptions a second.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -13,7 +14,7 @@ from typing import TypeVar, cast
 
 from prefect import task
 from prefect.blocks.core import Block
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from blocks.dma import DMACredentials
 from blocks.equinix import EquinixCredentials
@@ -54,6 +55,15 @@ def load_block(cls: type[B], name: str) -> B:
         ) from None
 
 
+class DMARefreshResult(BaseModel):
+    """A refresh of one DMA, kept small (Prefect walks every task's result): the count of each outcome,
+    and the outcomes themselves when there are at most `keep_outcomes`, else those that were not a plain
+    refresh (every refresh is in the history)."""
+
+    counts: dict[str, int] = Field(default_factory=dict)
+    outcomes: list[RefreshOutcome] = Field(default_factory=list)
+
+
 @task(name="refresh-dma-subscriptions", retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def refresh_dma_subscriptions(
     credentials: DMACredentials,
@@ -62,7 +72,8 @@ def refresh_dma_subscriptions(
     time_to_live: int | None = None,
     db_path: str | None = None,
     spec_path: str | None = None,
-) -> list[RefreshOutcome]:
+    keep_outcomes: int = 200,
+) -> DMARefreshResult:
     """Refresh the subscriptions of one DMA that expire within `within_seconds`, soonest first.
 
     Subscriptions of the spec's connection named `account` that expired are created again. The task reads
@@ -77,7 +88,7 @@ def refresh_dma_subscriptions(
     recorder = CallRecorder()
     with credentials.get_client(recorder=recorder) as client:
         try:
-            return refresh_dma(
+            outcomes = refresh_dma(
                 client,
                 store,
                 account,
@@ -87,6 +98,8 @@ def refresh_dma_subscriptions(
             )
         finally:
             flush_calls(store, recorder)
+    kept = outcomes if len(outcomes) <= keep_outcomes else [o for o in outcomes if o.outcome != "refreshed"]
+    return DMARefreshResult(counts=dict(Counter(o.outcome for o in outcomes)), outcomes=kept)
 
 
 def desired_dma(spec: DMASubscriptionSpec) -> DesiredDMASubscription:

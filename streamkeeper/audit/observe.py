@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from streamkeeper.keepalive import DMAListing, list_dma
+from streamkeeper.keepalive import DMAListing, cached_list_etag, list_dma
 from streamkeeper.provision.adapters.base import Adapter
 from streamkeeper.provision.adapters.dma import DMAAdapter
 from streamkeeper.provision.model import Resource
@@ -122,7 +122,9 @@ class VendorRead:
 def read_vendor(adapter: Adapter, store: HistoryStore) -> VendorRead:
     """The first read of an audit: one conditional request where the vendor has ETags, else the full read."""
     if isinstance(adapter, DMAAdapter):
-        listing = list_dma(adapter.client, store, adapter.account)
+        with store.reader() as con:
+            etag = cached_list_etag(con, adapter.account)
+        listing = list_dma(adapter.client, store, adapter.account, etag)
         return VendorRead(version=listing.etag, listing=listing)
     return VendorRead(version=None, resources=adapter.read())
 
