@@ -184,7 +184,6 @@ def refresh_dma(
                 versions.append(version)
             if len(versions) >= HISTORY_BATCH:  # written while the other PUTs are in flight
                 store.record_versions(versions)
-                store.record_api_calls(client.recorder.drain())
                 versions = []
 
     # known to the history as live, but no longer listed: expired before this run came
@@ -236,11 +235,12 @@ def refresh_dma(
     return outcomes
 
 
-HISTORY_BATCH = 2_500
-"""Refresh versions (and the client's recorded calls, ``api_calls``) are written this many at a time while
-the PUTs go on, so the history's writes overlap the HTTP instead of following it (and a run stopped half
-way has recorded what it did). Each write has a fixed cost (~70 ms of CPU here: the lock, the connection,
-the checkpoint), so the batches are large."""
+HISTORY_BATCH = 10_000
+"""Refresh versions are written this many at a time: a run of more subscriptions writes while its PUTs go
+on, which bounds the versions held in memory (~2 KB each) and records what a run stopped half way did.
+Each write has a fixed cost (~70 ms of CPU here: the lock, the connection, the checkpoint), so the batches
+are large: the client's own CPU (TLS, HTTP) keeps the process busy, so a write during the PUTs overlaps
+little and costs its fixed cost again."""
 
 
 def _refreshed(
