@@ -122,8 +122,9 @@ def new_audit_id() -> str:
 def latest_audit(store: HistoryStore, vendor: str, account: str) -> LatestAudit | None:
     """The latest successful audit of this vendor account, or None before the first one.
 
-    Three small reads on one connection, each filtered on a time as well as an id (the tables are in time
-    order, so DuckDB skips the row groups of other times): the cost does not grow with the history.
+    Small reads on one connection; the one of ``subscription_snapshots`` is filtered on a time as well as
+    an id: rows are appended in time order, so DuckDB skips the row groups of other times (measured: 2 ms
+    instead of 190 ms at 5 M rows).
     """
     with store.reader() as con:
         latest = con.execute(
