@@ -18,8 +18,9 @@ PULL = {
     "messageType": {
         "environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}],
         "power": [{"accountNumber": "116710", "ibx": ["LD9", "LD5"]}],
+        "systemAlert": [{"accountNumber": "116710", "ibx": ["LD9"]}],  # doc: heartbeats come with alerts
     },
-    "channel": {"channelType": "REST"},
+    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example/eq"}},
 }
 
 
@@ -58,6 +59,6 @@ def test_pull_feed_pages_from_the_stored_offset_and_skips_heartbeats(
     assert set(rows["event_id"]) == {m.message_id for m in readings}
     assert set(rows["vendor"]) == {"equinix"} and set(rows["stream"]) == {subscription.id}
     assert set(rows["account"]) == {"equinix-org"}
-    assert set(rows["event_type"]) <= {"environmental", "power", "metered-power"}
+    assert set(rows["event_type"]) <= {"environmental", "power", "metered-power", "system-alert"}
     assert rows["occurred_at"].notna().all()
     assert store.cursors("equinix:") == {f"equinix:{subscription.id}": str(len(feed))}

@@ -585,3 +585,78 @@ def test_credentials_block_builds_a_working_client(server: SandboxServer) -> Non
         assert client.list_streaming_subscriptions() == []
         assert len(client.recorder) == 2  # token + list
     assert EquinixCredentials.model_fields["api_generation"].default == "streams"
+
+
+# -- what the published definition changed -----------------------------------------------------------------
+def test_a_200_with_errors_or_a_failed_status_raises_refused(
+    client: EquinixClient, sandbox: EquinixSandbox
+) -> None:
+    from streamkeeper.vendors.equinix import SubscriptionRefused
+
+    sandbox.refusals = [{"code": "E42", "message": "no access to paid view", "more_info": "PA8", "data": {}}]
+    with pytest.raises(SubscriptionRefused) as streams:
+        client.create_streams_subscription(STREAMS_BODY)
+    text = str(streams.value)
+    assert text.startswith("equinix create_streams_subscription: the vendor answered 2xx but refused")
+    assert "status FAILED" in text and "E42: no access to paid view (PA8)" in text
+    assert isinstance(streams.value.subscription, StreamsSubscription)
+    with pytest.raises(SubscriptionRefused, match="status FAILED"):
+        client.create_streaming_subscription(STREAMING_BODY)
+    sandbox.refusals = []
+    held = client.get_org_subscription()
+    assert held is not None and held.status == "FAILED"  # kept on the subscription: the audit sees it
+    assert client.update_streams_subscription(held.subscription_id, STREAMS_BODY).status == "OK"
+
+
+def test_channel_bounds_and_types_of_the_definition_are_checked_before_sending(
+    client: EquinixClient, sandbox: EquinixSandbox
+) -> None:
+    webhook = STREAMING_BODY["channel"]["webhookChannelConfiguration"]
+    for setting, bad in (
+        ("batchSize", 4),
+        ("batchSize", 21),
+        ("numberOfConcurrentCalls", 51),
+        ("numberOfRetries", 0),
+    ):
+        body = {
+            **STREAMING_BODY,
+            "channel": {
+                **STREAMING_BODY["channel"],
+                "webhookChannelConfiguration": {**webhook, setting: bad},
+            },
+        }
+        with pytest.raises(RequestInvalid):
+            client.create_streaming_subscription(body)
+        with pytest.raises(Conflict) as raw:  # sent past our validation: the emulator refuses it too
+            client.request("POST", STREAMING, operation="raw_create", json=body)
+        assert raw.value.status == 422 and setting in (raw.value.detail or "")
+    with pytest.raises(RequestInvalid, match="channelType"):
+        client.create_streaming_subscription({**STREAMING_BODY, "channel": {"channelType": "REST"}})
+    assert sandbox.subscriptions() == []
+
+
+def test_messages_parse_string_and_number_readings_and_both_heartbeat_forms() -> None:
+    prose = SubscriptionMessage.model_validate({"type": "system-alert", "heartbeat": "true", "data": {}})
+    definition = SubscriptionMessage.model_validate({"type": "system-alert", "data": {"heartbeat": True}})
+    neither = SubscriptionMessage.model_validate({"type": "system-alert", "data": {"heartbeat": False}})
+    assert prose.is_heartbeat and definition.is_heartbeat and not neither.is_heartbeat
+    text = SubscriptionMessage.model_validate(
+        {
+            "type": "environmental",
+            "data": {"reading": {"unit": "PERCENT", "value": "50.045"}, "readingTime": "2023-10-03 13:09:32"},
+        }
+    )
+    number = SubscriptionMessage.model_validate(
+        {"type": "environmental", "data": {"reading": {"value": 50.045}}}
+    )
+    power = SubscriptionMessage.model_validate(
+        {"type": "power", "data": {"realPower": {"unit": "kW", "value": "7.36"}}}
+    )
+    assert (
+        text.reading_value() == number.reading_value() == 50.045 and power.reading_value("realPower") == 7.36
+    )
+    assert text.occurred_at is not None and text.occurred_at.isoformat() == "2023-10-03T13:09:32+00:00"
+    alarm = SubscriptionMessage.model_validate(
+        {"type": "system-alert", "data": {"triggeredTime": "2023-10-03T13:09:32"}}
+    )
+    assert alarm.occurred_at == text.occurred_at
