@@ -27,23 +27,31 @@ document is marked ``# ours``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import random
 import secrets
+import ssl
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+import httpx
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from streamkeeper.sandbox.base import VendorSandbox
+from streamkeeper.sandbox.tls import TLSFiles, self_signed
 
 TOKEN_PATH = "/oauth2/v1/token"
 STREAMS = "/smartview/v2/streams/subscriptions"
@@ -54,6 +62,9 @@ DEFAULT_CLIENT_ID = "sandbox-equinix-client"  # ours: the sandbox's ready-made c
 DEFAULT_CLIENT_SECRET = "sandbox-equinix-secret"
 DEFAULT_ORG = "org-sandbox"
 
+SUBSCRIPTION_HEADER = "X-Equinix-Subscription-Id"  # ours: which subscription a pushed batch belongs to
+DEFAULT_BATCH = 10  # ours: messages a webhook delivery carries when the channel gives no batchSize
+DEFAULT_RETRIES = 3  # ours: attempts after a failed delivery when the channel gives no numberOfRetries
 DEFAULT_LIMIT = 250  # doc
 MAX_LIMIT = 1000  # ours
 HEARTBEAT_EVERY = timedelta(days=7)  # doc: weekly heartbeats
@@ -178,6 +189,19 @@ class _Feed:
     last_heartbeat: datetime | None = None
 
 
+class Delivery(BaseModel):
+    """One batch `EquinixSandbox.emit` pushed (or tried to) to a subscription's webhook or push URL."""
+
+    subscription_id: str
+    channel: str  # WEBHOOK (current API) or PUSH (seed API)
+    url: str
+    messages: int
+    attempts: int = 0
+    status: int | None = None
+    ok: bool = False
+    error: str | None = None
+
+
 class EquinixSandbox(VendorSandbox):
     """In-memory Equinix SmartView with both subscription APIs and a pull feed per subscription.
 
@@ -191,12 +215,20 @@ class EquinixSandbox(VendorSandbox):
         refusals: ``errors[]`` entries (``{code, message, more_info, data}``) that every create and update
             answers on its 200 while set: a streams subscription keeps them with status ``FAILED``, a
             streaming one reads ``FAILED`` (seed: a 200 carries ``errors`` and a ``status``).
+        webhook_certificate: the client certificate Equinix presents to a webhook (doc: mutual TLS; made
+            on first use); receivers pin it or its issuer.
+        webhook_verify: how a webhook's server certificate is checked when the channel gives no
+            ``sslCertificate`` (True: the system's CAs; a path or context: the caller's).
+        deliveries: every push `emit` made since the last reset.
     """
 
     name: ClassVar[str] = "equinix"
     read_only: ClassVar[tuple[str, ...]] = (r"^/oauth2/v1/token$",)
 
     token_ttl: float = 3599.0
+    webhook_verify: ssl.SSLContext | str | bool = True
+    delivery_timeout: float = 10.0
+    _webhook_certificate: TLSFiles | None = None
     activation_seconds: float = 0.0  # ours
     emit_step: timedelta = timedelta(minutes=15)  # ours
     heartbeat_style: Literal["data", "message"] = "data"
@@ -211,6 +243,7 @@ class EquinixSandbox(VendorSandbox):
         self.feeds: dict[str, _Feed] = {}
         self.extra_fields: dict[str, Any] = {}
         self.refusals: list[dict[str, Any]] = []
+        self.deliveries: list[Delivery] = []
         self._rng = random.Random(4)
 
     # -- test and demo helpers -----------------------------------------------------------------------------
@@ -271,7 +304,93 @@ class EquinixSandbox(VendorSandbox):
                     message = _message(self._rng, kind, account, ibx, feed.clock)
                 feed.messages.append(message)
                 added.append(message)
-            return json.loads(json.dumps(added))
+            messages: list[dict[str, Any]] = json.loads(json.dumps(added))
+            target = self._push_target(subscription)
+        if target is not None and messages:
+            self._push(subscription_id, messages, *target)
+        return messages
+
+    # -- pushing (a webhook channel; the seed API's PUSH config) -------------------------------------------
+    @property
+    def webhook_certificate(self) -> TLSFiles:
+        if self._webhook_certificate is None:
+            folder = Path(tempfile.mkdtemp(prefix="equinix-webhook-"))
+            self._webhook_certificate = self_signed(folder, common_name="equinix-webhook-client")
+        return self._webhook_certificate
+
+    @webhook_certificate.setter
+    def webhook_certificate(self, files: TLSFiles) -> None:
+        self._webhook_certificate = files
+
+    def _push_target(self, subscription: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+        """(channel, url, settings) of a subscription that pushes, else None."""
+        channel = subscription.get("channel")
+        if isinstance(channel, dict) and channel.get("channelType") == "WEBHOOK":
+            webhook = dict(channel.get("webhookChannelConfiguration") or {})
+            return "WEBHOOK", str(webhook.get("url", "")), webhook
+        push = subscription.get("config")
+        if isinstance(push, dict) and push.get("method") == "PUSH" and push.get("url"):
+            token = self.streams_token.get(subscription.get("subscriptionId", ""))
+            return "PUSH", str(push["url"]), {"token": token}
+        return None
+
+    def _push(
+        self,
+        subscription_id: str,
+        messages: list[dict[str, Any]],
+        channel: str,
+        url: str,
+        settings: dict[str, Any],
+    ) -> None:
+        """POST the messages in batches, retrying a failed batch (doc: the channel's batchSize and
+        numberOfRetries; ours: the defaults, a JSON array a batch, sequential calls)."""
+        size = int(settings.get("batchSize") or DEFAULT_BATCH) if channel == "WEBHOOK" else DEFAULT_BATCH
+        retries = (
+            int(settings.get("numberOfRetries") or DEFAULT_RETRIES)
+            if channel == "WEBHOOK"
+            else DEFAULT_RETRIES
+        )
+        headers = {"Content-Type": "application/json", SUBSCRIPTION_HEADER: subscription_id}
+        if channel == "PUSH" and settings.get("token"):
+            headers["Authorization"] = f"Bearer {settings['token']}"  # ours: where the seed's push token goes
+        with httpx.Client(timeout=self.delivery_timeout, **self._tls(url, channel, settings)) as http:
+            for start in range(0, len(messages), size):
+                batch = messages[start : start + size]
+                delivery = Delivery(
+                    subscription_id=subscription_id, channel=channel, url=url, messages=len(batch)
+                )
+                for _ in range(1 + retries):
+                    delivery.attempts += 1
+                    try:
+                        response = http.post(url, json=batch, headers=headers)
+                    except httpx.HTTPError as exc:
+                        delivery.status, delivery.error = None, f"{type(exc).__name__}: {exc}"
+                        continue
+                    delivery.status, delivery.ok = response.status_code, response.is_success
+                    delivery.error = None if delivery.ok else f"receiver answered HTTP {response.status_code}"
+                    if delivery.ok or response.status_code < 500 and response.status_code != 429:
+                        break  # ours: a 4xx other than 429 is not tried again
+                with self._lock:
+                    self.deliveries.append(delivery)
+
+    def _tls(self, url: str, channel: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """httpx TLS settings of a push: a webhook presents Equinix's client certificate (doc: mutual TLS)
+        and checks the server against the channel's ``sslCertificate`` when it gives one (doc)."""
+        if urlsplit(url).scheme != "https":
+            return {}
+        pinned = settings.get("sslCertificate") if channel == "WEBHOOK" else None
+        if pinned:
+            context = ssl.create_default_context(cadata=_certificate_text(str(pinned)))
+        elif isinstance(self.webhook_verify, ssl.SSLContext):
+            context = self.webhook_verify
+        elif isinstance(self.webhook_verify, str):
+            context = ssl.create_default_context(cadata=self.webhook_verify)
+        else:
+            context = ssl.create_default_context()
+        if channel == "WEBHOOK":
+            certificate = self.webhook_certificate
+            context.load_cert_chain(str(certificate.certfile), str(certificate.keyfile))
+        return {"verify": context}
 
     def _feed(self, subscription_id: str) -> _Feed:
         return self.feeds.setdefault(subscription_id, _Feed())
@@ -961,6 +1080,16 @@ def _message(rng: random.Random, kind: str, account: str, ibx: str, when: dateti
     return {"type": kind, "data": data}
 
 
+def _certificate_text(value: str) -> str:
+    """A channel's ``sslCertificate``: base64 of a PEM (doc: "ZkFzZLY1IGRpY31kZXI="), or the PEM itself."""
+    if "-----BEGIN" in value:
+        return value
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return value
+
+
 def _api_error(
     code: str, message: str, details: str | None = None, additional: dict[str, str] | None = None
 ) -> bytes:
@@ -975,4 +1104,11 @@ def _api_error(
     return json.dumps(body).encode()
 
 
-__all__ = ["DEFAULT_CLIENT_ID", "DEFAULT_CLIENT_SECRET", "DEFAULT_ORG", "EquinixSandbox"]
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_ORG",
+    "SUBSCRIPTION_HEADER",
+    "Delivery",
+    "EquinixSandbox",
+]
