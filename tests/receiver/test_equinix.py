@@ -235,3 +235,47 @@ def test_bad_bodies_are_400_and_heartbeats_are_acknowledged_without_landing(
     answer = httpx.post(url, json=beats, headers=auth)
     assert answer.status_code == 200 and answer.json()["heartbeats"] == 2 and answer.json()["event_ids"] == []
     assert events(landing) == []
+
+
+@pytest.mark.slow
+def test_the_demo_provisions_a_webhook_channel_and_receives_by_webhook_and_by_pull(
+    prefect_api: None, tmp_path: Path
+) -> None:
+    from flows import demo
+    from streamkeeper.sandbox.runner import Sandbox
+    from streamkeeper.spec import load_spec
+    from streamkeeper.store import HistoryStore
+
+    lines: list[str] = []
+    with (
+        Sandbox.start(state_dir=tmp_path / "sandbox", stream={"auto_authorize": True}) as sandbox,
+        demo.open_stage(
+            sandbox,
+            demo.Credentials(),
+            tmp_path / "landing",
+            lines.append,
+            prefix="eqdemo",
+            receiver_port=0,
+            db_path=str(tmp_path / "history.duckdb"),
+            work_dir=tmp_path,
+        ) as stage,
+    ):
+        spec = load_spec(stage.spec)
+        [connection] = spec.equinix
+        channels = {s.channel.type for s in connection.subscriptions if s.channel}
+        assert connection.api == "streaming" and channels == {"WEBHOOK"}  # a type the definition allows
+        demo.apply(stage, lines.append)
+        held: Any = sandbox.apps["equinix"]
+        assert {r["channel"]["channelType"] for r in held.streaming.values()} == {"WEBHOOK"}
+        sent = demo.send_events(stage, lines.append)
+        webhooks = [d for d in held.deliveries if d.channel == "WEBHOOK"]
+        assert webhooks and all(d.ok for d in webhooks), webhooks  # over mutual TLS, pinned both ways
+        assert stage.receiver.counts["equinix.accepted"] == len(webhooks)
+        summary = demo.ingest(stage, lines.append)
+        messages = {sub: len(m) for sub, m in sent.equinix.items()}
+        assert len(messages) == 2 and sum(messages.values()) == 40
+        rows = HistoryStore(stage.db_path).query(
+            "SELECT stream, count(*) AS n FROM events WHERE vendor = 'equinix' GROUP BY stream"
+        )
+        assert dict(zip(rows["stream"], rows["n"], strict=True)) == messages  # each message once
+        assert summary.duplicates >= 40  # the pull feed re-read every message the webhook had landed
