@@ -353,9 +353,24 @@ class EquinixSandbox(VendorSandbox):
         headers = {"Content-Type": "application/json", SUBSCRIPTION_HEADER: subscription_id}
         if channel == "PUSH" and settings.get("token"):
             headers["Authorization"] = f"Bearer {settings['token']}"  # ours: where the seed's push token goes
-        with httpx.Client(timeout=self.delivery_timeout, **self._tls(url, channel, settings)) as http:
-            for start in range(0, len(messages), size):
-                batch = messages[start : start + size]
+        batches = [messages[start : start + size] for start in range(0, len(messages), size)]
+        try:
+            tls = self._tls(url, channel, settings)
+        except (ssl.SSLError, ValueError) as exc:  # e.g. an sslCertificate that is not a certificate
+            with self._lock:
+                self.deliveries += [
+                    Delivery(
+                        subscription_id=subscription_id,
+                        channel=channel,
+                        url=url,
+                        messages=len(batch),
+                        error=f"TLS settings refused: {exc}",
+                    )
+                    for batch in batches
+                ]
+            return
+        with httpx.Client(timeout=self.delivery_timeout, **tls) as http:
+            for batch in batches:
                 delivery = Delivery(
                     subscription_id=subscription_id, channel=channel, url=url, messages=len(batch)
                 )
