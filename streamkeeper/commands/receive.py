@@ -32,7 +32,7 @@ def receive(
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the push receiver: DMA notifications, ThingSpace streamrest deliveries, Stream webhooks.
+    """Run the push receiver: DMA notifications, ThingSpace streamrest deliveries, Stream and Equinix webhooks.
 
     Each accepted delivery is written durably to the landing area before the 2xx; `ingest` loads it.
     """
