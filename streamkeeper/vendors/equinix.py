@@ -9,8 +9,15 @@
   ``/smartview/v2/streaming/subscriptionData/{id}`` serves the messages of a subscription by
   ``offset``/``limit`` (`iter_subscription_data` pages through it from a stored cursor).
 
+The current API follows Equinix's published definition (its Go SDK repository): channel types
+``AWS_IOT_CORE | WEBHOOK | AZURE`` with the webhook's bounds, string reading and power values, heartbeats in
+``data`` (the prose docs' form beside it parses too). Both APIs can answer 2xx for a subscription they
+refuse (seed: ``errors[]`` and a ``status`` on a 200; streaming: FAILED): creates and updates raise
+`SubscriptionRefused`, and `problem` says what is wrong with a held one.
+
 Auth is OAuth2 client credentials (``POST /oauth2/v1/token``, no refresh token): `TokenAuth` caches the
-token, renews it 60 s before ``token_timeout`` runs out, and once more on a 401.
+token, renews it 60 s before ``token_timeout`` runs out, and once more on a 401. The token API refuses with
+400 (the definition), raised as `AuthenticationFailed`.
 
 Secrets: the client secret, the ``config.token`` of a streams subscription and the Azure connection
 strings are `SecretStr` here and registered for redaction; the token is unwrapped only into the request

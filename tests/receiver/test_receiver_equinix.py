@@ -279,3 +279,33 @@ def test_the_demo_provisions_a_webhook_channel_and_receives_by_webhook_and_by_pu
         )
         assert dict(zip(rows["stream"], rows["n"], strict=True)) == messages  # each message once
         assert summary.duplicates >= 40  # the pull feed re-read every message the webhook had landed
+
+
+def test_routes_come_from_the_spec_and_bad_route_configs_are_named() -> None:
+    from streamkeeper.errors import ConfigError
+    from streamkeeper.receiver.config import config_from_spec
+    from streamkeeper.spec import load_spec_text
+    from streamkeeper.yamlspec import load_yaml_text
+
+    spec = load_spec_text(
+        """
+equinix:
+  - connection: eqx-org
+    subscriptions:
+      - name: org
+        families: {power: [{account: "1", ibx: PA4}]}
+        config: {method: PUSH, provider: GOOGLE, url: "https://rx.example.com/equinix/org", token_block: eq-push}
+"""
+    )
+    config = config_from_spec(spec, {"eq-push": TOKEN}.__getitem__)
+    route = config.equinix["org"]
+    assert route.account == "eqx-org" and route.token is not None and route.token.get_secret_value() == TOKEN
+    assert TOKEN in config.secrets() and TOKEN not in repr(config)
+    for text, expected in (
+        ("equinix: {a: {}}", "give either token (a streams PUSH) or client_certificate_sha256"),
+        ("equinix: {a: {token: t, client_certificate_sha256: ['" + "0" * 64 + "']}}", "give either token"),
+        ("equinix: {a: {client_certificate_sha256: ['abc']}}", "each fingerprint is 64 hex digits"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            load_yaml_text(text, ReceiverConfig, source="rx.yaml")
+        assert str(refused.value).startswith("rx.yaml:1: equinix.a") and expected in str(refused.value)
