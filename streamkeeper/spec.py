@@ -34,11 +34,11 @@ thingspace:                # ThingSpace targets and the subscriptions on them
           - {name: device-events, streamkind: ts.event}
 equinix:                   # Equinix SmartView stream subscriptions
   - connection: demo-equinix
-    api: streaming                        # or streams (the seed API: one subscription per organisation)
+    api: streaming                        # default streams (the seed API: one subscription per organisation)
     subscriptions:
       - name: paris-environment
         families: {environmental: [{account: "135888", ibx: [PA4]}]}
-        channel: {type: REST}
+        channel: {type: WEBHOOK, url: https://receiver.example.com/equinix/paris}
 ```
 
 Each subscription has a stable `name`, unique within its connection, which is how streamkeeper finds it at
@@ -64,12 +64,15 @@ from streamkeeper.vendors.dma import MAX_TIME_TO_LIVE
 from streamkeeper.vendors.equinix import (
     AlarmType,
     AssetClassification,
+    BatchSize,
     ChannelType,
+    ConcurrentCalls,
     ConditionName,
     Granularity,
     Method,
     Provider,
     Region,
+    Retries,
     StreamingSubscriptionRequest,
     StreamsSubscriptionRequest,
 )
@@ -427,14 +430,18 @@ class EquinixFilterSpec(SpecModel):
 
 
 class EquinixChannelSpec(SpecModel):
-    """The channel of a streaming (current API) subscription."""
+    """The channel of a streaming (current API) subscription (its messages can be pulled whatever it is)."""
 
-    type: ChannelType = Field(default="REST", description="REST (pull), WEBHOOK, AWS_IOT_CORE or AZURE.")
+    type: ChannelType = Field(
+        default="WEBHOOK", description="WEBHOOK (with url; the default), AWS_IOT_CORE (with url) or AZURE."
+    )
     url: str | None = None
-    batch_size: int | None = Field(default=None, ge=1)
-    number_of_concurrent_calls: int | None = Field(default=None, ge=1)
-    number_of_retries: int | None = Field(default=None, ge=0)
-    ssl_certificate: str | None = None
+    batch_size: BatchSize | None = Field(default=None, description="Messages a delivery (5..20).")
+    number_of_concurrent_calls: ConcurrentCalls | None = Field(default=None, description="20..50.")
+    number_of_retries: Retries | None = Field(default=None, description="1..5.")
+    ssl_certificate: str | None = Field(
+        default=None, description="WEBHOOK: the receiver's certificate (base64) Equinix checks it against."
+    )
 
 
 class EquinixConfigSpec(SpecModel):
@@ -465,7 +472,8 @@ class EquinixConnection(SpecModel):
 
     connection: BlockName
     api: EquinixApi = Field(
-        description="streams (seed API, one subscription per organisation) or streaming (current API)."
+        default="streams",
+        description="streams (the seed API, one subscription per organisation; the default) or streaming.",
     )
     subscriptions: list[EquinixSubscriptionSpec] = Field(default_factory=list)
 
@@ -556,12 +564,9 @@ def equinix_body(api: EquinixApi, sub: EquinixSubscriptionSpec) -> dict[str, Any
         "AWS_IOT_CORE": "aws_iot_core_channel_configuration",
         "WEBHOOK": "webhook_channel_configuration",
         "AZURE": "azure_channel_configuration",
-        "REST": None,
     }[channel.type]
     channel_body: dict[str, Any] = {"channel_type": channel.type}
-    if config_field is None and settings:
-        channel_body["rest_channel_configuration"] = settings  # refused by the request model, naming it
-    elif config_field is not None and (settings or channel.type != "AZURE"):
+    if settings or channel.type != "AZURE":
         channel_body[config_field] = settings
     return {"message_type": message_type, "channel": channel_body}
 

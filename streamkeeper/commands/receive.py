@@ -26,9 +26,13 @@ def receive(
     ] = None,
     certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
     keyfile: Annotated[Path | None, typer.Option(help="Private key of --certfile (PEM).")] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option(help="Ask senders for a client certificate from this CA (PEM): Equinix webhooks' mTLS."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the push receiver: DMA notifications, ThingSpace streamrest deliveries, Stream webhooks.
+    """Run the push receiver: DMA notifications, ThingSpace streamrest deliveries, Stream and Equinix webhooks.
 
     Each accepted delivery is written durably to the landing area before the 2xx; `ingest` loads it.
     """
@@ -42,6 +46,8 @@ def receive(
         raise ConfigError(f"--log-level {log_level!r}: choose debug, info, warning or error")
     if (certfile is None) != (keyfile is None):
         raise ConfigError("--certfile and --keyfile go together")
+    if client_ca is not None and certfile is None:
+        raise ConfigError("--client-ca needs --certfile and --keyfile (mutual TLS is TLS)")
     settings = load_config(config)
     asgi = create_app(settings, landing=landing)
     receiver = asgi.state.receiver
@@ -53,9 +59,13 @@ def receive(
         *(f"/dma/{n}" for n in settings.dma),
         *(f"/thingspace/{n}" for n in settings.thingspace),
         *(f"/stream/{n}" for n in settings.stream),
+        *(f"/equinix/{n}" for n in settings.equinix),
     ]
     typer.echo(f"receiver on {scheme}://{host}:{port}: {', '.join(routes)}")
     typer.echo(f"landing area: {receiver.landing.root.resolve()}")
+    from streamkeeper.receiver.equinix import mutual_tls_options
+
+    mtls = mutual_tls_options(client_ca) if client_ca is not None else {}
     try:
         uvicorn.run(
             asgi,
@@ -68,6 +78,7 @@ def receive(
             ssl_keyfile=str(keyfile) if keyfile else None,
             timeout_keep_alive=30,  # senders keep connections between bursts; 5 s (the default) races them
             timeout_graceful_shutdown=10,
+            **mtls,
         )
     finally:
         receiver.close()

@@ -9,7 +9,7 @@ Where each vendor puts the event type and the time it happened (see ``../shared/
 | vendor | event_type | occurred_at |
 |---|---|---|
 | PLT (PubNub) | ``eventType`` | ``timeStamp`` |
-| Equinix | ``type`` | ``data.readingTime`` / ``alertTime`` / ... (`SubscriptionMessage.occurred_at`) |
+| Equinix | ``type`` | ``data.readingTime`` / ``triggeredTime`` / ... (`SubscriptionMessage.occurred_at`) |
 | ThingSpace | ``kind`` (``ts.event``...) | ``data.createdon`` |
 | anything else on SQS / Kinesis | ``eventType`` / ``type`` / ``kind`` | ``timeStamp`` / ``timestamp`` / ``time`` / ... |
 """
@@ -127,7 +127,10 @@ def equinix_event(
     """An Equinix SmartView message: ``type``, the reading or alert time; event_id: the message digest.
 
     The feed gives messages no id (and regroups a page by kind), so the id is `SubscriptionMessage.message_id`,
-    a digest of the whole message: the same message read twice gets the same id.
+    a digest of the whole message: the same message read twice (or pulled and pushed) gets the same id.
+    Values stay as they came (strings in the published definition, numbers in older answers); times with a
+    ``T`` or a space, with or without a zone (UTC), parse alike. Heartbeats are the caller's to skip
+    (`SubscriptionMessage.is_heartbeat`, either form).
     """
     return row(
         vendor="equinix",

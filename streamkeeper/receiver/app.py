@@ -7,6 +7,8 @@ Routes (the names come from the `ReceiverConfig`):
 - ``POST /thingspace/<name>``: a ThingSpace ``streamrest`` delivery (one message, or a list when the
   subscription allows aggregation), Basic or bearer credentials of the target;
 - ``POST /stream/<name>``: a Stream webhook, ``X-Stream-Signature`` = hex HMAC-SHA256 of the body;
+- ``POST /equinix/<name>``: an Equinix SmartView push (a WEBHOOK channel over mutual TLS, or the streams
+  API's PUSH with its token), see `streamkeeper.receiver.equinix`;
 - ``GET  /healthz``: 200 and counters.
 
 Answers: 200 once every record of the delivery is durable in the landing area; 401 bad credentials or
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -413,6 +416,8 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 def create_app(config: ReceiverConfig, landing: Path | None = None) -> Starlette:
     """The receiver's ASGI app; ``app.state.receiver`` is its `Receiver` (call ``close()`` when done)."""
+    from streamkeeper.receiver.equinix import equinix_push
+
     receiver = Receiver(config, landing)
     routes = [
         Route("/healthz", receiver.health, methods=["GET"]),
@@ -420,6 +425,11 @@ def create_app(config: ReceiverConfig, landing: Path | None = None) -> Starlette
         Route("/dma/{name}", receiver.endpoint("dma", receiver.dma_notify), methods=["POST"]),
         Route("/thingspace/{name}", receiver.endpoint("thingspace", receiver.thingspace), methods=["POST"]),
         Route("/stream/{name}", receiver.endpoint("stream", receiver.stream), methods=["POST"]),
+        Route(
+            "/equinix/{name}",
+            receiver.endpoint("equinix", functools.partial(equinix_push, receiver)),
+            methods=["POST"],
+        ),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.receiver = receiver

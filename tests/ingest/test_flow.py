@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 PULL = {
     "messageType": {"environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}]},
-    "channel": {"channelType": "REST"},
+    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example/eq"}},
 }
 
 

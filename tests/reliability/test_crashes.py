@@ -301,7 +301,10 @@ def test_ingest_killed_after_random_commits_then_rerun_lands_each_event_once(
                     "messageType": {
                         "environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}]
                     },
-                    "channel": {"channelType": "REST"},
+                    "channel": {
+                        "channelType": "WEBHOOK",
+                        "webhookChannelConfiguration": {"url": "https://hooks.example/eq"},
+                    },
                 }
             )
         sent = world.sandbox.call(
