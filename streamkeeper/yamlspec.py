@@ -52,7 +52,9 @@ def read_spec_file(path: Path | str) -> str:
     limit = max_spec_bytes()
     try:
         with path.open("rb") as handle:
-            data = handle.read(limit + 1)
+            data = b""
+            while len(data) <= limit and (chunk := handle.read(min(1 << 20, limit + 1 - len(data)))):
+                data += chunk  # in chunks: read(limit) would allocate the whole bound at once
     except FileNotFoundError:
         raise ConfigError(f"spec file not found: {path}") from None
     except IsADirectoryError:
@@ -154,8 +156,11 @@ def parse_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, int]]:
             data = loader.construct_document(node) if node is not None else None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            where = f"{source}:{mark.line + 1}" if mark else source
-            problem = getattr(exc, "problem", None) or str(exc)
+            line = mark.line + 1 if mark else None
+            if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses (a NUL, a control)
+                line = text.count("\n", 0, exc.position) + 1
+            where = f"{source}:{line}" if line else source
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"{where}: invalid YAML: {problem}") from None
         except RecursionError:  # a parser's own recursion, before `MAX_DEPTH` could be checked
             raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
