@@ -36,6 +36,14 @@ ALIAS_NODES = 100_000  # ours: aliases may add this many nodes to a document (or
 MAX_DEPTH = 64  # ours: a spec nests about 6 levels
 
 
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable escaped (a key or a file name may hold a newline
+    or an escape sequence): an error stays one line that cannot forge another."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def max_spec_bytes() -> int:
     """The size bound of a spec or config file: ``$STREAMKEEPER_MAX_SPEC_BYTES``, else 16 MiB."""
     text = os.environ.get(MAX_SPEC_BYTES_ENV, "").strip()
@@ -49,6 +57,7 @@ def max_spec_bytes() -> int:
 def read_spec_file(path: Path | str) -> str:
     """A spec or config file's text: `ConfigError` if it is missing, unreadable, too large or not UTF-8."""
     path = Path(path)
+    name = one_line(path.name)
     limit = max_spec_bytes()
     try:
         with path.open("rb") as handle:
@@ -56,18 +65,18 @@ def read_spec_file(path: Path | str) -> str:
             while len(data) <= limit and (chunk := handle.read(min(1 << 20, limit + 1 - len(data)))):
                 data += chunk  # in chunks: read(limit) would allocate the whole bound at once
     except FileNotFoundError:
-        raise ConfigError(f"spec file not found: {path}") from None
+        raise ConfigError(one_line(f"spec file not found: {path}")) from None
     except IsADirectoryError:
-        raise ConfigError(f"cannot read spec file {path}: it is a directory") from None
+        raise ConfigError(one_line(f"cannot read spec file {path}: it is a directory")) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read spec file {path}: {exc.strerror}") from None
+        raise ConfigError(one_line(f"cannot read spec file {path}: {exc.strerror}")) from None
     if len(data) > limit:
-        raise ConfigError(f"{path.name}: the file is over {limit} bytes (${MAX_SPEC_BYTES_ENV})")
+        raise ConfigError(f"{name}: the file is over {limit} bytes (${MAX_SPEC_BYTES_ENV})")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{path.name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
 
 
@@ -89,7 +98,7 @@ def _record_lines(root: yaml.Node, source: str) -> dict[Loc, int]:
             for key_node, value_node in node.value:
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
                 if key in seen:
-                    raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+                    raise ConfigError(one_line(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"))
                 seen.add(key)
                 lines[(*loc, key)] = key_node.start_mark.line + 1
                 stack.append((value_node, (*loc, key)))
@@ -161,7 +170,7 @@ def parse_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, int]]:
                 line = text.count("\n", 0, exc.position) + 1
             where = f"{source}:{line}" if line else source
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+            raise ConfigError(one_line(f"{where}: invalid YAML: {problem}")) from None
         except RecursionError:  # a parser's own recursion, before `MAX_DEPTH` could be checked
             raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
     finally:
@@ -191,14 +200,15 @@ def validate_model(
         more = len(exc.errors()) - 5
         if more > 0:
             problems.append(f"and {more} more")
-        raise ConfigError("; ".join(problems)) from None
+        raise ConfigError(one_line("; ".join(problems))) from None
 
 
 def load_yaml_model(path: Path | str, model: type[M]) -> M:
     """Read a YAML file and validate it into `model`."""
     path = Path(path)
-    data, lines = parse_yaml(read_spec_file(path), source=path.name)
-    return validate_model(data, model, lines, source=path.name)
+    source = one_line(path.name)
+    data, lines = parse_yaml(read_spec_file(path), source=source)
+    return validate_model(data, model, lines, source=source)
 
 
 def load_yaml_text(text: str, model: type[M], source: str = "<inline spec>") -> M:

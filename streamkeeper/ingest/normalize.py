@@ -35,8 +35,33 @@ _TYPE_KEYS = ("eventType", "event_type", "type", "kind")
 
 
 def to_json(payload: Any) -> str:
-    """A payload as compact JSON text (what the ``payload`` column holds)."""
-    return json.dumps(payload, separators=(",", ":"), default=str)
+    """A payload as compact JSON text (what the ``payload`` column holds).
+
+    A string holding an unpaired UTF-16 surrogate (a sender's ``"\\ud800"``) is JSON that DuckDB's JSON
+    type refuses, and one such row used to fail its whole batch, every run: it is stored with the surrogate
+    spelled out instead (``holdable``), so the payload keeps what was sent, readably.
+    """
+    text = json.dumps(payload, separators=(",", ":"), default=str)
+    if "\\ud" in text or "\\uD" in text:  # a surrogate escape: a pair (an emoji) or a lone one
+        holdable_payload = _holdable_strings(payload)
+        if holdable_payload is not payload:
+            text = json.dumps(holdable_payload, separators=(",", ":"), default=str)
+    return text
+
+
+def _holdable_strings(value: Any) -> Any:
+    """`value` with every string made `holdable` (the same object when nothing needed it)."""
+    if isinstance(value, str):
+        return holdable(value)
+    if isinstance(value, dict):
+        items = [(_holdable_strings(k), _holdable_strings(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            return value
+        return dict(items)
+    if isinstance(value, list | tuple):
+        converted = [_holdable_strings(v) for v in value]
+        return value if all(a is b for a, b in zip(converted, value, strict=True)) else converted
+    return value
 
 
 def row(
