@@ -84,7 +84,7 @@ def encoded(text: str, how: str) -> bytes:
 
 
 @pytest.mark.timeout(TIMEOUT)
-@settings(FUZZ, max_examples=scaled(300))
+@settings(FUZZ, max_examples=scaled(150))
 @given(text=documents, how=st.sampled_from(["utf-8", "utf-8", "latin-1"]), binary=st.binary(max_size=64))
 def test_every_file_loads_or_is_one_config_error(
     tmp_path_factory: Any, text: str, how: str, binary: bytes
