@@ -40,12 +40,11 @@ from flows.refresh import RefreshSummary, refresh_subscriptions
 from streamkeeper.environment import streamkeeper_home
 from streamkeeper.receiver import Receiver, ReceiverConfig, StreamWebhook, create_app
 from streamkeeper.receiver.config import EquinixPush, config_from_spec
-from streamkeeper.receiver.equinix import mutual_tls_options
+from streamkeeper.receiver.server import ReceiverServer
 from streamkeeper.sandbox import equinix as equinix_sandbox
 from streamkeeper.sandbox import plt as plt_sandbox
 from streamkeeper.sandbox import stream as stream_sandbox
 from streamkeeper.sandbox import thingspace as thingspace_sandbox
-from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.runner import Sandbox
 from streamkeeper.sandbox.tls import TLSFiles
 from streamkeeper.spec import ProvisioningSpec, load_spec_text
@@ -254,11 +253,16 @@ def open_stage(
         ),
         landing=landing,
     )
-    receiver = SandboxServer(receiver_app, port=receiver_port).start()
+    receiver = ReceiverServer(receiver_app, port=receiver_port).start()
     tls_port = RECEIVER_TLS_PORT if receiver_port == RECEIVER_PORT else 0
-    mtls = mutual_tls_options(equinix.webhook_certificate.certfile)
     try:
-        secure = SandboxServer(receiver_app, port=tls_port, tls=sandbox.tls, **mtls).start()  # type: ignore[arg-type]
+        secure = ReceiverServer(
+            receiver_app,
+            port=tls_port,
+            certfile=sandbox.tls.certfile,
+            keyfile=sandbox.tls.keyfile,
+            client_ca=equinix.webhook_certificate.certfile,
+        ).start()
     except BaseException:
         receiver.stop()
         receiver_app.state.receiver.close()

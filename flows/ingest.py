@@ -43,6 +43,11 @@ class IngestSummary(BaseModel):
     def duplicates(self) -> int:
         return sum(s.duplicates for s in self.sources)
 
+    @property
+    def quarantined(self) -> int:
+        """Acknowledged deliveries moved aside this run (``streamkeeper report rejected_deliveries``)."""
+        return sum(s.quarantined for s in self.sources)
+
 
 @flow(name="ingest-events", log_prints=True)
 def ingest_events(
@@ -109,9 +114,14 @@ def ingest_events(
     create_table_artifact(
         key="ingest-events",
         table=[s.model_dump(mode="json") for s in summary.sources],
-        description=f"{summary.loaded} events loaded, {summary.duplicates} duplicates dropped",
+        description=f"{summary.loaded} events loaded, {summary.duplicates} duplicates dropped, "
+        f"{summary.quarantined} quarantined",
     )
     logger.info("loaded %d events, dropped %d duplicates", summary.loaded, summary.duplicates)
+    if summary.quarantined:  # the run completes: the report (and alerting) carry it
+        logger.warning(
+            "%d deliveries quarantined: see `streamkeeper report rejected_deliveries`", summary.quarantined
+        )
     if summary.failed:
         raise StreamkeeperError(f"{len(summary.failed)} source(s) failed; first: {summary.failed[0]}")
     return summary

@@ -16,7 +16,6 @@ from streamkeeper import environment
 
 environment.prepare()  # before anything imports Prefect
 
-import click  # noqa: E402
 import typer  # noqa: E402
 
 from streamkeeper.errors import ConfigError, StreamkeeperError  # noqa: E402
@@ -273,14 +272,18 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="streamkeeper", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:  # typer's bundled click: usage errors (exit 2) and the like
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        return int(exc.exit_code)
     except StreamkeeperError as exc:
         from streamkeeper.vendors.http.redact import redact
 

@@ -36,10 +36,8 @@ def receive(
 
     Each accepted delivery is written durably to the landing area before the 2xx; `ingest` loads it.
     """
-    import uvicorn
-
     from streamkeeper.errors import ConfigError
-    from streamkeeper.receiver import create_app, load_config
+    from streamkeeper.receiver import ReceiverServer, create_app, load_config
     from streamkeeper.vendors.http.redact import RedactingFilter
 
     if log_level not in ("debug", "info", "warning", "error"):
@@ -61,24 +59,21 @@ def receive(
         *(f"/stream/{n}" for n in settings.stream),
         *(f"/equinix/{n}" for n in settings.equinix),
     ]
-    typer.echo(f"receiver on {scheme}://{host}:{port}: {', '.join(routes)}")
-    typer.echo(f"landing area: {receiver.landing.root.resolve()}")
-    from streamkeeper.receiver.equinix import mutual_tls_options
-
-    mtls = mutual_tls_options(client_ca) if client_ca is not None else {}
     try:
-        uvicorn.run(
-            asgi,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-            lifespan="off",
-            ssl_certfile=str(certfile) if certfile else None,
-            ssl_keyfile=str(keyfile) if keyfile else None,
-            timeout_keep_alive=30,  # senders keep connections between bursts; 5 s (the default) races them
-            timeout_graceful_shutdown=10,
-            **mtls,
-        )
+        try:
+            server = ReceiverServer(
+                asgi,
+                host=host,
+                port=port,
+                certfile=certfile,
+                keyfile=keyfile,
+                log_level=log_level,
+                client_ca=client_ca,
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        typer.echo(f"receiver on {scheme}://{host}:{server.port}: {', '.join(routes)}")
+        typer.echo(f"landing area: {receiver.landing.root.resolve()}")
+        server.run()  # idle connections close after idle_timeout_seconds (30 s): senders keep them between bursts
     finally:
         receiver.close()

@@ -3,6 +3,10 @@
 A YAML file (``streamkeeper receive --config FILE``) or a `ReceiverConfig` built in code (the demo)::
 
     max_body_bytes: 1048576
+    header_timeout_seconds: 10    # limits of slow and idle clients, see streamkeeper.receiver.server
+    body_timeout_seconds: 30
+    idle_timeout_seconds: 30
+    max_connections: 256          # beyond: 503 with Retry-After (retry_after_seconds)
     dma:                          # POST /dma/<name>: DMA notifications, Basic credentials
       conferences:
         account: dma-east         # optional: stored in events.account
@@ -170,6 +174,19 @@ class ReceiverConfig(_Strict):
         None, description="Landing directory (default: $STREAMKEEPER_LANDING, else data/landing)."
     )
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, le=64 * 1024 * 1024)
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="A request's headers must be complete within this time."
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="A body that sends nothing for this long is answered 408."
+    )
+    idle_timeout_seconds: int = Field(
+        30, ge=1, le=3600, description="A kept-alive connection idle this long between requests is closed."
+    )
+    max_connections: int = Field(
+        256, ge=1, le=100_000, description="Connections beyond this many are answered 503 + Retry-After."
+    )
+    retry_after_seconds: int = Field(5, ge=0, le=3600, description="The Retry-After of that 503.")
     dma: dict[Name, DMAConsumer] = Field(default_factory=dict)
     thingspace: dict[Name, ThingSpaceTarget] = Field(default_factory=dict)
     stream: dict[Name, StreamWebhook] = Field(default_factory=dict)
@@ -180,6 +197,10 @@ class ReceiverConfig(_Strict):
         if not (self.dma or self.thingspace or self.stream or self.equinix):
             raise ValueError("no senders: configure at least one of dma, thingspace, stream, equinix")
         return self
+
+    def limits(self) -> dict[str, Any]:
+        """The size, time and connection limits (what `config_from_spec` carries over from a base)."""
+        return {name: getattr(self, name) for name in LIMITS}
 
     def secrets(self) -> list[str]:
         """Every secret value (for log redaction)."""
@@ -194,6 +215,16 @@ class ReceiverConfig(_Strict):
                 if isinstance(value, SecretStr):
                     out.append(value.get_secret_value())
         return out
+
+
+LIMITS = (
+    "max_body_bytes",
+    "header_timeout_seconds",
+    "body_timeout_seconds",
+    "idle_timeout_seconds",
+    "max_connections",
+    "retry_after_seconds",
+)
 
 
 def load_config(path: Path | str) -> ReceiverConfig:
@@ -276,11 +307,12 @@ def config_from_spec(
                 continue
             if first(f"/equinix/{name}", (eq.connection, push.token_block)):
                 equinix[name] = EquinixPush(account=eq.connection, token=value(push.token_block))
+    limits = base.limits() if base else {}
     return ReceiverConfig(
         landing=base.landing if base else None,
-        max_body_bytes=base.max_body_bytes if base else DEFAULT_MAX_BODY_BYTES,
         dma=dma,
         thingspace=thingspace,
         stream=dict(base.stream) if base else {},
         equinix=equinix,
+        **limits,
     )

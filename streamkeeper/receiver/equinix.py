@@ -4,7 +4,7 @@
   mutual TLS (mTLS) authentication"): Equinix presents its client certificate, which this route accepts only
   when its SHA-256 fingerprint is one the route's config pins. The certificate reaches the route through
   the ASGI TLS extension (``scope["extensions"]["tls"]["client_cert_chain"]``); uvicorn does not fill it in,
-  so a receiver that terminates TLS itself runs with `ClientCertificateProtocol` (`mutual_tls_options`).
+  so a receiver that terminates TLS itself asks for client certificates (`ReceiverServer(client_ca=...)`).
 - A **PUSH** config of the streams (seed) API posts to its ``url`` with its ``token`` (seed: "Token used to
   send push request from the pub/sub layer"; ours: as ``Authorization: Bearer <token>``).
 
@@ -18,21 +18,18 @@ message received both ways is in ``events`` once. Heartbeats (``data.heartbeat: 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import ssl
-from collections.abc import Callable, MutableMapping
-from pathlib import Path
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from streamkeeper.receiver.app import Reject, _now, check_bearer, parse_json
-from streamkeeper.receiver.landing import new_delivery_id
+from streamkeeper.receiver.app import Reject, _now, ascii_header, check_bearer, parse_json
+from streamkeeper.receiver.landing import EventRecord, new_delivery_id
 from streamkeeper.vendors.equinix import SubscriptionMessage
 
 if TYPE_CHECKING:
@@ -42,39 +39,6 @@ SUBSCRIPTION_HEADER = "x-equinix-subscription-id"  # ours
 
 
 # -- mutual TLS: the client certificate, for the route -----------------------------------------------------
-class ClientCertificateProtocol(H11Protocol):
-    """uvicorn's h11 protocol, handing each request the connection's client certificate in the ASGI TLS
-    extension (``client_cert_chain``: PEM strings, the leaf first; empty without one)."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        tls = {"server_cert": None, "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else []}
-        app = self.app
-
-        async def with_tls(
-            scope: MutableMapping[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
-        ) -> None:
-            if scope.get("type") == "http":
-                scope.setdefault("extensions", {})["tls"] = tls
-            await app(scope, receive, send)
-
-        self.app = with_tls  # type: ignore[assignment]
-
-
-def mutual_tls_options(client_ca: Path) -> dict[str, Any]:
-    """uvicorn settings of a receiver that asks senders for a client certificate signed by `client_ca`.
-
-    Optional at the TLS layer (the DMA, ThingSpace and Stream present none); the Equinix route requires one.
-    """
-    return {
-        "ssl_ca_certs": str(client_ca),
-        "ssl_cert_reqs": ssl.CERT_OPTIONAL,
-        "http": ClientCertificateProtocol,
-    }
-
-
 def client_certificate_sha256(scope: MutableMapping[str, Any]) -> str | None:
     """The hex SHA-256 fingerprint of the client certificate the connection presented, if any."""
     tls = (scope.get("extensions") or {}).get("tls") or {}
@@ -90,7 +54,7 @@ async def equinix_push(receiver: Receiver, request: Request, name: str) -> Respo
     if route is None:
         raise Reject(404, "not_found", "no such push URL")
     if route.token is not None:
-        if not check_bearer(request.headers.get("authorization"), route.token):
+        if not check_bearer(ascii_header(request, "authorization"), route.token):
             raise Reject(401, "unauthorized", "bad credentials")
     else:
         presented = client_certificate_sha256(request.scope)
@@ -116,7 +80,7 @@ async def equinix_push(receiver: Receiver, request: Request, name: str) -> Respo
     subscription = request.headers.get(SUBSCRIPTION_HEADER, "").strip() or None
     received = _now()
     base_id = new_delivery_id(received)
-    records = []
+    records: list[EventRecord] = []
     heartbeats = 0
     for index, (raw, message) in enumerate(messages):
         if message.is_heartbeat:
@@ -126,6 +90,7 @@ async def equinix_push(receiver: Receiver, request: Request, name: str) -> Respo
         records.append(
             receiver._event(
                 "equinix",
+                name,
                 subscription or name,
                 message.message_id,
                 received,
@@ -143,4 +108,4 @@ async def equinix_push(receiver: Receiver, request: Request, name: str) -> Respo
     return receiver._accepted("equinix", records, heartbeats=heartbeats)
 
 
-__all__ = ["ClientCertificateProtocol", "client_certificate_sha256", "equinix_push", "mutual_tls_options"]
+__all__ = ["client_certificate_sha256", "equinix_push"]

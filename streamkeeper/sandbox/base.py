@@ -196,8 +196,6 @@ class SandboxServer:
         app: the ASGI app (or a `VendorSandbox`, whose app is built and which learns its server).
         port: the port; 0 picks a free one.
         tls: serve HTTPS with this certificate.
-        uvicorn_options: more `uvicorn.Config` settings (e.g. a client CA and the protocol that passes the
-            client certificate on: `streamkeeper.receiver.equinix.mutual_tls_options`).
     """
 
     def __init__(
@@ -206,7 +204,6 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
         tls: TLSFiles | None = None,
-        **uvicorn_options: Any,
     ) -> None:
         self.sandbox = app if isinstance(app, VendorSandbox) else None
         asgi = app.build_app() if isinstance(app, VendorSandbox) else app
@@ -229,7 +226,6 @@ class SandboxServer:
             ssl_keyfile=str(tls.keyfile) if tls else None,
             timeout_keep_alive=30,
             timeout_graceful_shutdown=1,
-            **uvicorn_options,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

@@ -109,6 +109,18 @@ class EventGap(BaseModel):
     detected_at: datetime = Field(default_factory=utcnow)
 
 
+class RejectedDelivery(BaseModel):
+    """An acknowledged delivery the loader could not load: moved aside (``landing_path``), with the reason."""
+
+    vendor: str | None = None
+    route: str | None = None
+    delivery_id: str | None = None
+    received_at: datetime | None = None
+    reason: str
+    landing_path: str
+    quarantined_at: datetime = Field(default_factory=utcnow)
+
+
 EVENT_COLUMNS = [
     "vendor",
     "stream",

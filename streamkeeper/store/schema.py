@@ -189,6 +189,22 @@ MIGRATIONS: list[Migration] = [
             FROM token_events GROUP BY vendor, account;
         """,
     ),
+    Migration(
+        3,
+        "rejected_deliveries: acknowledged deliveries (landing files) quarantined by the loader",
+        """
+        CREATE TABLE rejected_deliveries (
+            vendor VARCHAR,
+            route VARCHAR,
+            delivery_id VARCHAR,
+            received_at TIMESTAMPTZ,
+            reason VARCHAR NOT NULL,
+            landing_path VARCHAR NOT NULL,
+            quarantined_at TIMESTAMPTZ NOT NULL,
+            flow_run_id VARCHAR
+        );
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -19,8 +19,7 @@ from rxkit import events, load_landing, wait_for
 from streamkeeper.ingest import drain_equinix
 from streamkeeper.receiver import ReceiverConfig, create_app
 from streamkeeper.receiver.config import EquinixPush
-from streamkeeper.receiver.equinix import mutual_tls_options
-from streamkeeper.sandbox.base import SandboxServer
+from streamkeeper.receiver.server import ReceiverServer
 from streamkeeper.sandbox.equinix import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EquinixSandbox
 from streamkeeper.sandbox.tls import TLSFiles, self_signed
 from streamkeeper.vendors.equinix import EquinixClient, SubscriptionMessage
@@ -42,8 +41,12 @@ class Receiving:
 
     def __init__(self, config: ReceiverConfig, landing: Path, tls: TLSFiles | None, client_ca: Path | None):
         self.app = create_app(config, landing=landing)
-        options = mutual_tls_options(client_ca) if client_ca is not None else {}
-        self.server = SandboxServer(self.app, tls=tls, **options).start()  # type: ignore[arg-type]
+        self.server = ReceiverServer(
+            self.app,
+            certfile=tls.certfile if tls else None,
+            keyfile=tls.keyfile if tls else None,
+            client_ca=client_ca,
+        ).start()
 
     def stop(self) -> None:
         self.server.stop()
