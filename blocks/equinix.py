@@ -19,6 +19,8 @@ class EquinixCredentials(Block):
     subscription API the organisation uses: ``streams`` (one subscription per organisation) or
     ``streaming`` (the current API, with a pull feed of messages).
 
+    Every field, and how to fill it in for the sandbox: ``docs/blocks.md`` in the streamkeeper repository.
+
     Example:
         Load stored Equinix credentials:
         ```python
@@ -31,8 +33,6 @@ class EquinixCredentials(Block):
 
     _block_type_name = "Equinix SmartView Credentials"
     _block_type_slug = "streamkeeper-equinix-credentials"
-    # Prefect types this HttpUrl yet takes a str (its own filesystems.py assigns one): hence the ignore
-    _documentation_url = "https://github.com/streamkeeper/streamkeeper/blob/main/docs/blocks.md#equinix"  # type: ignore[assignment]  # ours
 
     base_url: str = Field(
         default="https://api.equinix.com",

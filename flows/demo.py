@@ -46,12 +46,14 @@ from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.runner import Sandbox
 from streamkeeper.spec import ProvisioningSpec, load_spec_text
 from streamkeeper.store import HistoryStore
-from tasks.provision import load_secret
+from streamkeeper.yamlspec import setting
+from tasks.provision import load_secret, save_secret
 
 SPECS = Path(__file__).resolve().parents[1] / "data" / "specs"
 EXAMPLE_SPEC = SPECS / "example.yaml"
 ONBOARDING_SPEC = SPECS / "onboarding-example.yaml"
-RECEIVER_PORT = 8099  # the port the example spec's consumer URLs and ThingSpace target name
+RECEIVER_PORT = 8099  # the port of the example spec's ${STREAMKEEPER_RECEIVER_URL} when the setting is unset
+RECEIVER_SETTING = "${STREAMKEEPER_RECEIVER_URL}"
 PREFIX = "demo"  # the example spec's block names start with it
 Echo = Callable[[str], None]
 
@@ -128,8 +130,11 @@ class Credentials:
     def save_blocks(self, sandbox: Sandbox, prefix: str = PREFIX) -> list[str]:
         """Save the blocks the example spec names (``<prefix>-plt`` ... ``<prefix>-equinix``, and the two
         Secret blocks it refers to), pointing at the running emulators; returns the block names."""
-        from prefect.blocks.system import Secret
+        assert sandbox.tls is not None
+        return self.save_blocks_at(sandbox.urls(), sandbox.tls.cert_pem, prefix)
 
+    def save_blocks_at(self, urls: dict[str, str], dma_ca_pem: str, prefix: str = PREFIX) -> list[str]:
+        """`save_blocks` for emulators at `urls` (`Sandbox.urls()`), the DMA's certificate `dma_ca_pem`."""
         from blocks import (
             DMACredentials,
             EquinixCredentials,
@@ -138,8 +143,6 @@ class Credentials:
             ThingSpaceCredentials,
         )
 
-        urls = sandbox.urls()
-        assert sandbox.tls is not None
         timeout = self.timeout_seconds
         blocks: dict[str, Any] = {
             f"{prefix}-plt": PLTCredentials(
@@ -152,7 +155,7 @@ class Credentials:
                 base_url=urls["dma"],
                 username=self.dma_username,
                 password=self.dma_password,
-                ca_bundle=sandbox.tls.cert_pem,
+                ca_bundle=dma_ca_pem,
                 timeout_seconds=timeout,
             ),
             f"{prefix}-stream": StreamCredentials(
@@ -187,8 +190,7 @@ class Credentials:
             f"{prefix}-thingspace-receiver": self.thingspace_receiver_password,
         }
         for name, password in notify.items():
-            # Prefect takes JSON values
-            Secret(value={"password": password.get_secret_value()}).save(name, overwrite=True)  # type: ignore[arg-type]
+            save_secret(name, {"password": password.get_secret_value()})
         return [*blocks, *notify]
 
 
@@ -227,8 +229,9 @@ def open_stage(
 ) -> Iterator[Stage]:
     """Teach the emulators the credentials, save the blocks, start the receiver; stop it on the way out.
 
-    With the demo's prefix and receiver port the spec is ``data/specs/example.yaml`` itself; otherwise a copy
-    naming ``<prefix>-*`` blocks and the receiver's port is written to `work_dir`.
+    With the demo's prefix and receiver port (and ``$STREAMKEEPER_RECEIVER_URL`` unset) the spec is
+    ``data/specs/example.yaml`` itself; otherwise a copy naming ``<prefix>-*`` blocks and this receiver's URL
+    is written to `work_dir`.
     """
     credentials.register(sandbox)
     names = credentials.save_blocks(sandbox, prefix)
@@ -242,12 +245,12 @@ def open_stage(
     )
     receiver = SandboxServer(receiver_app, port=receiver_port).start()
     try:
-        if prefix == PREFIX and receiver.port == RECEIVER_PORT:
+        if prefix == PREFIX and receiver.url == setting("STREAMKEEPER_RECEIVER_URL"):
             spec = EXAMPLE_SPEC
         else:
             folder = work_dir or Path(tempfile.mkdtemp(prefix="streamkeeper-demo-"))
             spec = folder / f"{prefix}-spec.yaml"
-            spec.write_text(template.replace(f":{RECEIVER_PORT}/", f":{receiver.port}/"))
+            spec.write_text(template.replace(RECEIVER_SETTING, receiver.url))
         echo(f"receiver  {receiver.url} (landing area {landing})")
         yield Stage(
             sandbox=sandbox,

@@ -5,10 +5,17 @@
 A YAML syntax error, a missing file or a validation error raises `ConfigError` whose message names the
 file, the line and the field path, e.g. ``example.yaml:14: dma[0].subscriptions[2].time_to_live: Input
 should be less than or equal to 93600``.
+
+Loaded with ``settings=True`` (the provisioning spec), a spec may reference the settings in `SETTINGS`
+as ``${NAME}`` inside a text value (the example spec's consumer URLs:
+``${STREAMKEEPER_RECEIVER_URL}/dma/demo``): the environment's value, else the default. No other variable
+is read (a spec never pulls a secret out of the environment); an unknown one is an error naming its line.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +27,42 @@ from streamkeeper.validation import field_path
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[int | str, ...]
+
+SETTINGS: dict[str, str] = {
+    # where `streamkeeper receive` listens by default (its --port), as the vendors reach it
+    "STREAMKEEPER_RECEIVER_URL": "http://127.0.0.1:8099",
+}
+"""The settings a spec may reference as ``${NAME}``, with their defaults."""
+
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+
+
+def setting(name: str) -> str:
+    """The value a spec's ``${name}`` stands for: the environment's, else the default in `SETTINGS`."""
+    return os.environ.get(name) or SETTINGS[name]
+
+
+def _expand(data: Any, loc: Loc, lines: dict[Loc, int], source: str) -> Any:
+    """`data` with every ``${SETTING}`` in its text values replaced."""
+    if isinstance(data, dict):
+        return {key: _expand(value, (*loc, key), lines, source) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_expand(value, (*loc, i), lines, source) for i, value in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in SETTINGS:
+            line = lines.get(loc)
+            where = f"{source}:{line}" if line else source
+            raise ConfigError(
+                f"{where}: {field_path(loc)}: unknown setting ${{{name}}}; a spec can reference "
+                + ", ".join(f"${{{known}}}" for known in SETTINGS)
+            )
+        return setting(name)
+
+    return _REFERENCE.sub(value, data)
 
 
 def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
@@ -39,8 +82,9 @@ def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
             _record_lines(item, (*loc, i), lines)
 
 
-def parse_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, int]]:
-    """Parse YAML text; returns the data and the line of every field path."""
+def parse_yaml(text: str, source: str = "<spec>", settings: bool = False) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML text; returns the data (with its ``${SETTING}`` references replaced, with `settings`)
+    and the line of every field path."""
     loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -55,7 +99,7 @@ def parse_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, int]]:
     lines: dict[Loc, int] = {}
     if node is not None:
         _record_lines(node, (), lines)
-    return data, lines
+    return (_expand(data, (), lines, source) if settings else data), lines
 
 
 def validate_model(
@@ -83,8 +127,8 @@ def validate_model(
         raise ConfigError("; ".join(problems)) from None
 
 
-def load_yaml_model(path: Path | str, model: type[M]) -> M:
-    """Read a YAML file and validate it into `model`."""
+def load_yaml_model(path: Path | str, model: type[M], settings: bool = False) -> M:
+    """Read a YAML file and validate it into `model` (`settings`: replace ``${SETTING}`` references)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -92,11 +136,11 @@ def load_yaml_model(path: Path | str, model: type[M]) -> M:
         raise ConfigError(f"spec file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read spec file {path}: {exc.strerror}") from None
-    data, lines = parse_yaml(text, source=path.name)
+    data, lines = parse_yaml(text, source=path.name, settings=settings)
     return validate_model(data, model, lines, source=path.name)
 
 
-def load_yaml_text(text: str, model: type[M], source: str = "<inline spec>") -> M:
-    """Validate an inline YAML (or JSON) text into `model`."""
-    data, lines = parse_yaml(text, source=source)
+def load_yaml_text(text: str, model: type[M], source: str = "<inline spec>", settings: bool = False) -> M:
+    """Validate an inline YAML (or JSON) text into `model` (`settings`: replace ``${SETTING}`` references)."""
+    data, lines = parse_yaml(text, source=source, settings=settings)
     return validate_model(data, model, lines, source=source)
