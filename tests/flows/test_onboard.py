@@ -529,3 +529,118 @@ def test_three_rejected_codes_fail_the_run_with_streams_reason(
         ("pos-oauth-complete", "failed"),
     ]
     assert [i.status for i in sandbox.integrations.values()] == ["pending"]
+
+
+def test_provisioning_and_the_audit_leave_what_onboarding_owns_alone(
+    sandbox: StreamSandbox, block: str, db_path: Path, tmp_path: Path
+) -> None:
+    from flows.audit import audit_subscriptions
+    from flows.provision import provision_subscriptions
+
+    sandbox.auto_authorize = True
+    result = onboard_organization(spec_yaml=SMALL, block_name=block, db_path=str(db_path))
+    org = ("sandbox-partner", "organization", result.org_id)
+    # a provisioning spec of its own on the same Stream connection: one merchant in the beta segment
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"stream:\n  - connection: {block}\n    targeting:\n"
+        "      - {name: acme-beta, context: merchant-acme, segment: beta-merchants}\n"
+    )
+    owned = HistoryStore(db_path).query(
+        "SELECT subscription_id, owner, change FROM current_subscriptions WHERE owner IS NOT NULL ORDER BY 1"
+    )
+    assert owned.to_dict("records") == [
+        {
+            "subscription_id": f"organization:{result.org_id}@flag:new-menu-sync",
+            "owner": "onboard-organization",
+            "change": "created",
+        },
+        {
+            "subscription_id": f"organization:{result.org_id}@segment:internal",
+            "owner": "onboard-organization",
+            "change": "created",
+        },
+    ]
+
+    plan = provision_subscriptions(spec_path=str(spec), prune=True, db_path=str(db_path)).plan
+    assert [c.action for c in plan.changes] == ["create"]  # not a delete of what onboarding made
+    assert plan.unmanaged == []
+    assert sorted(r.id or "" for r in plan.owned_elsewhere) == owned["subscription_id"].tolist()
+    assert "2 owned by onboard-organization (left alone)" in plan.summary()
+    applied = provision_subscriptions(spec_path=str(spec), dry_run=False, prune=True, db_path=str(db_path))
+    assert [o.result for o in applied.outcomes] == ["created"]
+    assert org in sandbox.flags["new-menu-sync"].contexts and org in sandbox.segments["internal"].contexts
+
+    audit = audit_subscriptions(spec_path=str(spec), db_path=str(db_path))
+    assert audit.findings == []  # onboarding's targeting is no "extra" drift
+    # running onboarding again records nothing new: it already owns them
+    onboard_organization(spec_yaml=SMALL, block_name=block, db_path=str(db_path))
+    again = HistoryStore(db_path).query("SELECT count(*) AS n FROM subscriptions WHERE owner IS NOT NULL")
+    assert again["n"][0] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failing", ["pos-oauth-complete", "dsp-oauth-complete:grubhub"])
+def test_a_run_retried_as_the_ui_does_after_failing_at_a_pause_resumes_there(
+    sandbox: StreamSandbox, block: str, db_path: Path, failing: str
+) -> None:
+    """A deployment's run, run as a worker does (the engine, on the flow run); at the `failing` pause
+    nobody answers, so the run fails; retried as the UI's Retry button does it (AwaitingRetry), it runs
+    again, passes what is done, pauses where it stopped (before: 409, the input key already existed)."""
+    from prefect.flow_engine import run_flow
+    from prefect.states import AwaitingRetry
+
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(onboard_organization)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id,
+            name=f"retry-{uuid.uuid4().hex[:8]}",
+            entrypoint="flows/onboard.py:onboard_organization",
+        )
+        flow_run = client.create_flow_run_from_deployment(
+            deployment_id,
+            parameters={
+                "spec_yaml": SMALL,
+                "block_name": block,
+                "code_timeout_seconds": 6,
+                "db_path": str(db_path),
+            },
+        )
+    asked: list[tuple[int, str]] = []
+    attempt = 1
+
+    def merchant(waiting: WaitingStep) -> str | None:
+        asked.append((attempt, waiting.step))
+        if attempt == 1 and waiting.step == failing:
+            return None  # nobody answers: the pause times out and the run fails
+        return sandbox.authorize(waiting.ids["onboarding_id"])
+
+    def run_as_a_worker_does() -> Any:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(flow_run.id)
+        return run_flow(onboard_organization, flow_run=current, return_type="state")
+
+    stop = threading.Event()
+    desk = threading.Thread(
+        target=answer_paused_runs, args=(HistoryStore(db_path), "chain-grill", utcnow(), merchant, stop)
+    )
+    desk.start()
+    try:
+        first = run_as_a_worker_does()
+        assert first.is_failed()
+        with get_client(sync_client=True) as client:
+            retried = client.set_flow_run_state(
+                flow_run.id, AwaitingRetry(message="Retry from the UI"), force=False
+            )
+        assert retried.status.value == "ACCEPT"
+        attempt = 2
+        second = run_as_a_worker_does()
+    finally:
+        stop.set()
+        desk.join(timeout=30)
+    assert second.is_completed(), second.message
+    steps = ["pos-oauth-complete", "dsp-oauth-complete:grubhub"]
+    before = steps[: steps.index(failing) + 1]
+    assert asked == [(1, s) for s in before] + [(2, s) for s in steps[steps.index(failing) :]]
+    assert {i.status for i in sandbox.integrations.values()} == {"active"}
+    assert counts(sandbox, "chain-grill")["integrations"] == {"pos:toast": 1, "dsp:grubhub": 1}
