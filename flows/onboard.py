@@ -34,6 +34,7 @@ from flows.parameters import Text, existing_file, given
 from streamkeeper.onboarding import Journal, OnboardingError, OnboardingSpec, SSOLink, StepRecord
 from streamkeeper.onboarding.spec import guess_org_key, load_spec, load_spec_text
 from streamkeeper.onboarding.steps import CodeRejected, authorise_hint, step_name
+from streamkeeper.vendors.http import redact, register_secret
 from streamkeeper.vendors.stream import IntegrationType, Onboarding
 from tasks.onboard import (
     OnboardingRun,
@@ -210,7 +211,7 @@ def _connect(
         try:
             return complete_oauth(run, onboarding, code)
         except CodeRejected as exc:
-            code, rejected = None, exc.reason
+            code, rejected = None, redact(exc.reason)
             if attempt == MAX_CODES:
                 raise OnboardingError(
                     exc.step,
@@ -272,6 +273,7 @@ def _wait_for_code(
                 step, f"no OAuth code within {timeout} s; {hint}, then retry the run to be asked again"
             ) from None
     _forget_answer(key)
+    register_secret(answer.code.get_secret_value())  # masked wherever it might be echoed (logs, reasons)
     return answer.code
 
 
