@@ -445,6 +445,7 @@ def form_description(flow_run_id: str) -> str:
         return json.loads(client.read_flow_run_input(run.id, keyset["description"]))
 
 
+@pytest.mark.slow  # several pauses or flow runs: 10-20 s
 def test_a_rejected_code_is_asked_for_again_with_streams_reason_and_no_answer_is_kept(
     sandbox: StreamSandbox, block: str, db_path: Path
 ) -> None:
@@ -497,6 +498,7 @@ def test_a_rejected_code_is_asked_for_again_with_streams_reason_and_no_answer_is
     assert "| pos-oauth-complete | done |" in final
 
 
+@pytest.mark.slow  # several pauses or flow runs: 10-20 s
 def test_three_rejected_codes_fail_the_run_with_streams_reason(
     sandbox: StreamSandbox, block: str, db_path: Path
 ) -> None:
@@ -531,6 +533,7 @@ def test_three_rejected_codes_fail_the_run_with_streams_reason(
     assert [i.status for i in sandbox.integrations.values()] == ["pending"]
 
 
+@pytest.mark.slow  # several pauses or flow runs: 10-20 s
 def test_provisioning_and_the_audit_leave_what_onboarding_owns_alone(
     sandbox: StreamSandbox, block: str, db_path: Path, tmp_path: Path
 ) -> None:
