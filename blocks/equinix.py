@@ -20,6 +20,8 @@ class EquinixCredentials(Block):
     default) or ``streaming`` (the current API; ingest pulls every subscription's messages, whatever its
     channel, beside what its webhook delivers).
 
+    Every field, and how to fill it in for the sandbox: ``docs/blocks.md`` in the streamkeeper repository.
+
     Example:
         Load stored Equinix credentials:
         ```python
@@ -32,8 +34,6 @@ class EquinixCredentials(Block):
 
     _block_type_name = "Equinix SmartView Credentials"
     _block_type_slug = "streamkeeper-equinix-credentials"
-    # Prefect types this HttpUrl yet takes a str (its own filesystems.py assigns one): hence the ignore
-    _documentation_url = "https://github.com/streamkeeper/streamkeeper/blob/main/docs/blocks.md#equinix"  # type: ignore[assignment]  # ours
 
     base_url: str = Field(
         default="https://api.equinix.com",

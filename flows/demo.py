@@ -49,13 +49,16 @@ from streamkeeper.sandbox.runner import Sandbox
 from streamkeeper.sandbox.tls import TLSFiles
 from streamkeeper.spec import ProvisioningSpec, load_spec_text
 from streamkeeper.store import HistoryStore
-from tasks.provision import load_secret
+from streamkeeper.yamlspec import setting
+from tasks.provision import load_secret, save_secret
 
 SPECS = Path(__file__).resolve().parents[1] / "data" / "specs"
 EXAMPLE_SPEC = SPECS / "example.yaml"
 ONBOARDING_SPEC = SPECS / "onboarding-example.yaml"
-RECEIVER_PORT = 8099  # the port the example spec's consumer URLs and ThingSpace target name
-RECEIVER_TLS_PORT = 8098  # the receiver's HTTPS listener (mutual TLS), the example spec's Equinix webhooks
+RECEIVER_PORT = 8099  # the port of the example spec's ${STREAMKEEPER_RECEIVER_URL} when the setting is unset
+RECEIVER_TLS_PORT = 8098  # the port of its ${STREAMKEEPER_RECEIVER_TLS_URL} (Equinix webhooks, mutual TLS)
+RECEIVER_SETTING = "${STREAMKEEPER_RECEIVER_URL}"
+RECEIVER_TLS_SETTING = "${STREAMKEEPER_RECEIVER_TLS_URL}"
 PREFIX = "demo"  # the example spec's block names start with it
 Echo = Callable[[str], None]
 
@@ -132,8 +135,11 @@ class Credentials:
     def save_blocks(self, sandbox: Sandbox, prefix: str = PREFIX) -> list[str]:
         """Save the blocks the example spec names (``<prefix>-plt`` ... ``<prefix>-equinix``, and the two
         Secret blocks it refers to), pointing at the running emulators; returns the block names."""
-        from prefect.blocks.system import Secret
+        assert sandbox.tls is not None
+        return self.save_blocks_at(sandbox.urls(), sandbox.tls.cert_pem, prefix)
 
+    def save_blocks_at(self, urls: dict[str, str], dma_ca_pem: str, prefix: str = PREFIX) -> list[str]:
+        """`save_blocks` for emulators at `urls` (`Sandbox.urls()`), the DMA's certificate `dma_ca_pem`."""
         from blocks import (
             DMACredentials,
             EquinixCredentials,
@@ -142,8 +148,6 @@ class Credentials:
             ThingSpaceCredentials,
         )
 
-        urls = sandbox.urls()
-        assert sandbox.tls is not None
         timeout = self.timeout_seconds
         blocks: dict[str, Any] = {
             f"{prefix}-plt": PLTCredentials(
@@ -156,7 +160,7 @@ class Credentials:
                 base_url=urls["dma"],
                 username=self.dma_username,
                 password=self.dma_password,
-                ca_bundle=sandbox.tls.cert_pem,
+                ca_bundle=dma_ca_pem,
                 timeout_seconds=timeout,
             ),
             f"{prefix}-stream": StreamCredentials(
@@ -191,8 +195,7 @@ class Credentials:
             f"{prefix}-thingspace-receiver": self.thingspace_receiver_password,
         }
         for name, password in notify.items():
-            # Prefect takes JSON values
-            Secret(value={"password": password.get_secret_value()}).save(name, overwrite=True)  # type: ignore[arg-type]
+            save_secret(name, {"password": password.get_secret_value()})
         return [*blocks, *notify]
 
 
@@ -234,8 +237,9 @@ def open_stage(
     The receiver listens twice: on `receiver_port` over HTTP (the DMA, ThingSpace, Stream) and over HTTPS
     asking for client certificates (Equinix's webhooks, mutual TLS: the sandbox's certificate serves, the
     Equinix emulator's webhook certificate is pinned), on 8098 beside the demo's port, else a free one.
-    With the demo's prefix and receiver ports the spec is ``data/specs/example.yaml`` itself; otherwise a
-    copy naming ``<prefix>-*`` blocks and the receiver's ports is written to `work_dir`.
+    With the demo's prefix and receiver ports (and the receiver settings unset) the spec is
+    ``data/specs/example.yaml`` itself; otherwise a copy naming ``<prefix>-*`` blocks and this receiver's
+    URLs is written to `work_dir`.
     """
     credentials.register(sandbox)
     names = credentials.save_blocks(sandbox, prefix)
@@ -268,13 +272,17 @@ def open_stage(
         receiver_app.state.receiver.close()
         raise
     try:
-        if prefix == PREFIX and receiver.port == RECEIVER_PORT and secure.port == RECEIVER_TLS_PORT:
+        if (
+            prefix == PREFIX
+            and receiver.url == setting("STREAMKEEPER_RECEIVER_URL")
+            and secure.url == setting("STREAMKEEPER_RECEIVER_TLS_URL")
+        ):
             spec = EXAMPLE_SPEC
         else:
             folder = work_dir or Path(tempfile.mkdtemp(prefix="streamkeeper-demo-"))
             spec = folder / f"{prefix}-spec.yaml"
-            text = template.replace(f":{RECEIVER_PORT}/", f":{receiver.port}/")
-            spec.write_text(text.replace(f":{RECEIVER_TLS_PORT}/", f":{secure.port}/"))
+            text = template.replace(RECEIVER_SETTING, receiver.url)
+            spec.write_text(text.replace(RECEIVER_TLS_SETTING, secure.url))
         echo(f"receiver  {receiver.url} and {secure.url} (mutual TLS) (landing area {landing})")
         yield Stage(
             sandbox=sandbox,

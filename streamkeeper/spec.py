@@ -616,13 +616,16 @@ class ProvisioningSpec(SpecModel):
 
 
 def load_spec(path: Path | str) -> ProvisioningSpec:
-    """Read and validate a spec file; `ConfigError` names the file, line and field of a mistake."""
-    return load_yaml_model(path, ProvisioningSpec)
+    """Read and validate a spec file; `ConfigError` names the file, line and field of a mistake.
+
+    ``${STREAMKEEPER_RECEIVER_URL}`` in a text value is the setting (`streamkeeper.yamlspec.SETTINGS`).
+    """
+    return load_yaml_model(path, ProvisioningSpec, settings=True)
 
 
 def load_spec_text(text: str, source: str = "<inline spec>") -> ProvisioningSpec:
     """Validate a spec given as YAML (or JSON) text."""
-    return load_yaml_text(text, ProvisioningSpec, source=source)
+    return load_yaml_text(text, ProvisioningSpec, source=source, settings=True)
 
 
 __all__ = [

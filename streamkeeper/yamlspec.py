@@ -13,11 +13,17 @@ Hostile or careless input is refused with one line, before it costs memory or ti
 - aliases may add at most `ALIAS_NODES` nodes to what is written (or double a larger document): a
   "billion laughs" of nested aliases is refused before anything expands it;
 - nesting deeper than `MAX_DEPTH` levels is refused (Python's recursion would otherwise end it).
+
+Loaded with ``settings=True`` (the provisioning spec), a spec may reference the settings in `SETTINGS`
+as ``${NAME}`` inside a text value (the example spec's consumer URLs:
+``${STREAMKEEPER_RECEIVER_URL}/dma/demo``): the environment's value, else the default. No other variable
+is read (a spec never pulls a secret out of the environment); an unknown one is an error naming its line.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +40,44 @@ MAX_SPEC_BYTES_ENV = "STREAMKEEPER_MAX_SPEC_BYTES"
 DEFAULT_MAX_SPEC_BYTES = 16 * 1024 * 1024  # ours: 16 MiB, a spec of ~100,000 subscriptions
 ALIAS_NODES = 100_000  # ours: aliases may add this many nodes to a document (or as many as it has)
 MAX_DEPTH = 64  # ours: a spec nests about 6 levels
+
+SETTINGS: dict[str, str] = {
+    # where `streamkeeper receive` listens by default (its --port), as the vendors reach it
+    "STREAMKEEPER_RECEIVER_URL": "http://127.0.0.1:8099",
+    # the receiver's HTTPS listener that asks for client certificates (Equinix webhooks: mutual TLS)
+    "STREAMKEEPER_RECEIVER_TLS_URL": "https://127.0.0.1:8098",
+}
+"""The settings a spec may reference as ``${NAME}``, with their defaults."""
+
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+
+
+def setting(name: str) -> str:
+    """The value a spec's ``${name}`` stands for: the environment's, else the default in `SETTINGS`."""
+    return os.environ.get(name) or SETTINGS[name]
+
+
+def _expand(data: Any, loc: Loc, lines: dict[Loc, int], source: str) -> Any:
+    """`data` with every ``${SETTING}`` in its text values replaced."""
+    if isinstance(data, dict):
+        return {key: _expand(value, (*loc, key), lines, source) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_expand(value, (*loc, i), lines, source) for i, value in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in SETTINGS:
+            line = lines.get(loc)
+            where = f"{source}:{line}" if line else source
+            raise ConfigError(
+                f"{where}: {field_path(loc)}: unknown setting ${{{name}}}; a spec can reference "
+                + ", ".join(f"${{{known}}}" for known in SETTINGS)
+            )
+        return setting(name)
+
+    return _REFERENCE.sub(value, data)
 
 
 def one_line(text: str) -> str:
@@ -155,8 +199,9 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def parse_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, int]]:
-    """Parse YAML text; returns the data and the line of every field path."""
+def parse_yaml(text: str, source: str = "<spec>", settings: bool = False) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML text; returns the data (with its ``${SETTING}`` references replaced, with `settings`)
+    and the line of every field path."""
     loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
     try:
         try:
@@ -175,7 +220,7 @@ def parse_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, int]]:
             raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
-    return data, lines
+    return (_expand(data, (), lines, source) if settings else data), lines
 
 
 def validate_model(
@@ -203,15 +248,15 @@ def validate_model(
         raise ConfigError(one_line("; ".join(problems))) from None
 
 
-def load_yaml_model(path: Path | str, model: type[M]) -> M:
-    """Read a YAML file and validate it into `model`."""
+def load_yaml_model(path: Path | str, model: type[M], settings: bool = False) -> M:
+    """Read a YAML file and validate it into `model` (`settings`: replace ``${SETTING}`` references)."""
     path = Path(path)
     source = one_line(path.name)
-    data, lines = parse_yaml(read_spec_file(path), source=source)
+    data, lines = parse_yaml(read_spec_file(path), source=source, settings=settings)
     return validate_model(data, model, lines, source=source)
 
 
-def load_yaml_text(text: str, model: type[M], source: str = "<inline spec>") -> M:
-    """Validate an inline YAML (or JSON) text into `model`."""
-    data, lines = parse_yaml(text, source=source)
+def load_yaml_text(text: str, model: type[M], source: str = "<inline spec>", settings: bool = False) -> M:
+    """Validate an inline YAML (or JSON) text into `model` (`settings`: replace ``${SETTING}`` references)."""
+    data, lines = parse_yaml(text, source=source, settings=settings)
     return validate_model(data, model, lines, source=source)

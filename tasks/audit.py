@@ -25,7 +25,13 @@ def vendor_client(vendor: str, block_name: str, recorder: CallRecorder) -> Vendo
     return client
 
 
-@task(name="audit-connection", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_only)
+@task(
+    name="audit-connection",
+    task_run_name="audit-{vendor}-{connection.connection}",
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=transient_only,
+)
 def audit_vendor_connection(vendor: str, connection: Any, db_path: str | None = None) -> AuditResult:
     """Snapshot what one spec connection holds at its vendor, and its drift (against the spec and the
     previous snapshot), in the history store. A vendor that cannot be read is an audit with `error` set."""

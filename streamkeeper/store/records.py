@@ -42,6 +42,8 @@ class SubscriptionVersion(BaseModel):
     status: str | None = None
     change: Change
     detail: str | None = None
+    owner: str | None = None
+    """The flow that owns it, when not the spec (provision-subscriptions): e.g. ``onboard-organization``."""
     valid_from: datetime = Field(default_factory=utcnow)
     version_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
 

@@ -205,6 +205,15 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        4,
+        "who owns each subscription",
+        # NULL: the spec (provision-subscriptions); else the flow that made it, e.g. onboard-organization.
+        # What another flow owns is neither drift nor deleted by a prune.
+        """
+        ALTER TABLE subscriptions ADD COLUMN owner VARCHAR;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
