@@ -145,6 +145,9 @@ def build_spec(sb: Sandboxes) -> ProvisioningSpec:
                             "power": [{"account": str(100000 + i), "ibx": ["PA4", "DC2"]}],
                             "environmental": [{"account": str(100000 + i), "ibx": ["PA4"], "level": ["IBX"]}],
                         },
+                        "channel": {
+                            "url": "https://127.0.0.1:9/equinix/bench"
+                        },  # WEBHOOK, the spec's default
                     }
                     for i in range(c["equinix"])
                 ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from streamkeeper.vendors.dma import DMAClient
+from streamkeeper.vendors.dma import DMAClient, MediaFormat
 from streamkeeper.vendors.http import CallRecorder, tls_verify
 
 
@@ -14,6 +14,8 @@ class DMACredentials(Block):
 
     The DMA usually serves a self-signed certificate: put its PEM in `ca_bundle` to trust it. TLS
     verification is never turned off.
+
+    Every field, and how to fill it in for the sandbox: ``docs/blocks.md`` in the streamkeeper repository.
 
     Example:
         Load stored DMA credentials:
@@ -27,8 +29,6 @@ class DMACredentials(Block):
 
     _block_type_name = "Polycom DMA Credentials"
     _block_type_slug = "streamkeeper-dma-credentials"
-    # Prefect types this HttpUrl yet takes a str (its own filesystems.py assigns one): hence the ignore
-    _documentation_url = "https://github.com/streamkeeper/streamkeeper/blob/main/docs/blocks.md#dma"  # type: ignore[assignment]  # ours
 
     base_url: str = Field(
         description="Root of the DMA REST API, e.g. https://dma.example.com:8443/api/rest.",
@@ -41,7 +41,7 @@ class DMACredentials(Block):
         default=None,
         description="PEM text of the CA certificate(s) to trust for the DMA's TLS certificate.",
     )
-    media_format: str = Field(
+    media_format: MediaFormat = Field(
         default="json",
         description="Representation to exchange with the DMA: json or xml.",
     )
@@ -54,7 +54,7 @@ class DMACredentials(Block):
             username=self.username,
             password=self.password,
             verify=tls_verify(self.ca_bundle),
-            media_format=self.media_format,  # type: ignore[arg-type]
+            media_format=self.media_format,
             timeout=self.timeout_seconds,
             recorder=recorder,
         )

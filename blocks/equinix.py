@@ -16,8 +16,11 @@ class EquinixCredentials(Block):
 
     The client id and secret come from the Equinix developer portal; the client exchanges them for a
     bearer token (client-credentials grant) and renews it before it expires. `api_generation` says which
-    subscription API the organisation uses: ``streams`` (one subscription per organisation) or
-    ``streaming`` (the current API, with a pull feed of messages).
+    subscription API the organisation uses: ``streams`` (the seed's, one subscription per organisation; the
+    default) or ``streaming`` (the current API; ingest pulls every subscription's messages, whatever its
+    channel, beside what its webhook delivers).
+
+    Every field, and how to fill it in for the sandbox: ``docs/blocks.md`` in the streamkeeper repository.
 
     Example:
         Load stored Equinix credentials:
@@ -31,8 +34,6 @@ class EquinixCredentials(Block):
 
     _block_type_name = "Equinix SmartView Credentials"
     _block_type_slug = "streamkeeper-equinix-credentials"
-    # Prefect types this HttpUrl yet takes a str (its own filesystems.py assigns one): hence the ignore
-    _documentation_url = "https://github.com/streamkeeper/streamkeeper/blob/main/docs/blocks.md#equinix"  # type: ignore[assignment]  # ours
 
     base_url: str = Field(
         default="https://api.equinix.com",
@@ -46,7 +47,7 @@ class EquinixCredentials(Block):
         default="streams",
         description=(
             "Subscription API of the organisation: streams (/smartview/v2/streams, one subscription per "
-            "organisation) or streaming (/smartview/v2/streaming, with pull data)."
+            "organisation; the default) or streaming (/smartview/v2/streaming, every channel's data pulled)."
         ),
     )
     timeout_seconds: float = Field(default=30.0, description="Timeout of each HTTP request, in seconds.")

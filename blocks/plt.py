@@ -15,6 +15,8 @@ class PLTCredentials(Block):
     PLT identifies a partner by the id it was given at registration, sent in a `partner_id` header on
     every call; it is the only credential, so it is kept as a secret.
 
+    Every field, and how to fill it in for the sandbox: ``docs/blocks.md`` in the streamkeeper repository.
+
     Example:
         Load stored PLT credentials:
         ```python
@@ -27,8 +29,6 @@ class PLTCredentials(Block):
 
     _block_type_name = "Plantronics PLT Credentials"
     _block_type_slug = "streamkeeper-plt-credentials"
-    # Prefect types this HttpUrl yet takes a str (its own filesystems.py assigns one): hence the ignore
-    _documentation_url = "https://github.com/streamkeeper/streamkeeper/blob/main/docs/blocks.md#plt"  # type: ignore[assignment]  # ours
 
     base_url: str = Field(
         default=DEFAULT_BASE_URL,

@@ -20,6 +20,8 @@ class StreamCredentials(Block):
     `on_token` callback to `get_client` that writes ``info.refresh_token`` back to this block (the flows
     do) before it is used again.
 
+    Every field, and how to fill it in for the sandbox: ``docs/blocks.md`` in the streamkeeper repository.
+
     Example:
         Load stored Stream credentials:
         ```python
@@ -32,8 +34,6 @@ class StreamCredentials(Block):
 
     _block_type_name = "Stream Partner Credentials"
     _block_type_slug = "streamkeeper-stream-credentials"
-    # Prefect types this HttpUrl yet takes a str (its own filesystems.py assigns one): hence the ignore
-    _documentation_url = "https://github.com/streamkeeper/streamkeeper/blob/main/docs/blocks.md#stream"  # type: ignore[assignment]  # ours
 
     base_url: str = Field(
         description="Root of the Stream Partner API (given by Stream; not public), or the sandbox URL.",

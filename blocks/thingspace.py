@@ -15,6 +15,8 @@ class ThingSpaceCredentials(Block):
     The client gets a one-hour API token with the application key and secret, then a VZ-M2M session
     with the UWS user name and password, and sends both on every Cloud Connector call.
 
+    Every field, and how to fill it in for the sandbox: ``docs/blocks.md`` in the streamkeeper repository.
+
     Example:
         Load stored ThingSpace credentials:
         ```python
@@ -27,8 +29,6 @@ class ThingSpaceCredentials(Block):
 
     _block_type_name = "ThingSpace Credentials"
     _block_type_slug = "streamkeeper-thingspace-credentials"
-    # Prefect types this HttpUrl yet takes a str (its own filesystems.py assigns one): hence the ignore
-    _documentation_url = "https://github.com/streamkeeper/streamkeeper/blob/main/docs/blocks.md#thingspace"  # type: ignore[assignment]  # ours
 
     base_url: str = Field(
         default="https://thingspace.verizon.com",

@@ -8,13 +8,12 @@ the history store; the ``drift`` view and the ``drift`` table artifact show what
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
+from flows.artifacts import connection, cut
+from flows.parameters import Text, existing_file, given
 from streamkeeper.audit import AuditResult, DriftFinding
 from streamkeeper.errors import StreamkeeperError
 from streamkeeper.spec import load_spec
@@ -52,17 +51,17 @@ class AuditSummary(BaseModel):
 
 
 @flow(name="audit-subscriptions", log_prints=True)
-def audit_subscriptions(
-    spec_path: Annotated[
-        str, Field(description="Spec file: which connections to audit and what they should hold.")
-    ],
-    heal: Annotated[
-        bool, Field(description="Apply the spec when it drifted (provision-subscriptions), then audit again.")
-    ] = False,
-    db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
-) -> AuditSummary:
-    """Snapshot every connection of the spec at its vendor and report the drift."""
+def audit_subscriptions(spec_path: str, heal: bool = False, db_path: Text = None) -> AuditSummary:
+    """Snapshot every connection of the spec at its vendor and report the drift.
+
+    Args:
+        spec_path: Spec file (YAML): which connections to audit and what they should hold; a relative path
+            is taken from the deployment's working directory.
+        heal: Apply the spec when it drifted (provision-subscriptions, without prune), then audit again.
+        db_path: History store file; empty: $STREAMKEEPER_DB, else data/streamkeeper.duckdb.
+    """
     logger = get_run_logger()
+    db_path = given(db_path)
     summary = AuditSummary(audits=_audit_all(spec_path, db_path))
     logger.info("audit: %s", summary.line())
     _publish(summary)
@@ -84,44 +83,37 @@ def audit_subscriptions(
 
 
 def _audit_all(spec_path: str, db_path: str | None) -> list[AuditResult]:
-    spec = load_spec(spec_path)
+    path = existing_file(spec_path)
+    spec = load_spec(path)
     runs = [
-        audit_vendor_connection.submit(vendor, spec_path, c.connection, getattr(c, "account", None), db_path)
+        audit_vendor_connection.submit(vendor, str(path), c.connection, getattr(c, "account", None), db_path)
         for vendor, c in spec.connections()
     ]
     return [run.result() for run in runs]
 
 
 def _publish(summary: AuditSummary) -> None:
+    """The ``drift`` table: one row a finding, in four columns that fit the UI (`flows.artifacts`)."""
     rows = [
         {
-            "vendor": f.vendor,
-            "account": f.account,
-            "resource": f.resource,
-            "name": f.name,
-            "id": f.subscription_id,
-            "against": f.against,
-            "finding": f.finding,
-            "fields": json.dumps(f.fields, default=str) if f.fields else None,
-            "detail": f.detail,
+            "connection": connection(f.vendor, f.account),
+            "what": cut(f"{f.resource} {f.name or f.subscription_id or ''}", 26),
+            "finding": f"{'spec' if f.against == 'spec' else 'last audit'}: {f.finding}",
+            "detail": cut(f.detail, 28),
         }
         for f in summary.findings[:ARTIFACT_ROWS]
     ]
     rows += [
         {
-            "vendor": a.vendor,
-            "account": a.account,
-            "resource": None,
-            "name": None,
-            "id": None,
-            "against": None,
+            "connection": connection(a.vendor, a.account),
+            "what": "",
             "finding": "audit failed",
-            "fields": None,
-            "detail": a.error,
+            "detail": cut(a.error, 28),
         }
         for a in summary.failed
     ]
     description = summary.line() + (" (after healing)" if summary.healed else "")
     if len(summary.findings) > ARTIFACT_ROWS:
-        description += f"; first {ARTIFACT_ROWS} findings shown, all are in the drift view"
+        description += f"; first {ARTIFACT_ROWS} findings shown"
+    description += "; each finding in full (ids, field values): `streamkeeper report drift`"
     create_table_artifact(key="drift", table=rows or [{"finding": "no drift"}], description=description)

@@ -7,7 +7,7 @@ example spec names, credentials blocks) and then runs the flows as a user would:
 2. provision-subscriptions: plan, apply and plan again ``data/specs/example.yaml`` across all five vendors;
 3. refresh-subscriptions: extend the DMA subscriptions and renew the vendor tokens;
 4. the vendors send events (PubNub, DMA notifications, ThingSpace streamrest, Stream webhooks, Equinix
-   pull data), and ingest-events loads them, each delivery once;
+   webhooks over mutual TLS and its pull feed), and ingest-events loads them, each delivery once;
 5. audit-subscriptions, twice: the second audit of unchanged subscriptions costs 304s;
 6. a summary read back from DuckDB.
 
@@ -18,7 +18,9 @@ names, ports and files (``tests/reliability/``).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,21 +39,26 @@ from flows.provision import ProvisionResult, provision_subscriptions
 from flows.refresh import RefreshSummary, refresh_subscriptions
 from streamkeeper.environment import streamkeeper_home
 from streamkeeper.receiver import Receiver, ReceiverConfig, StreamWebhook, create_app
-from streamkeeper.receiver.config import config_from_spec
+from streamkeeper.receiver.config import EquinixPush, config_from_spec
+from streamkeeper.receiver.server import ReceiverServer
 from streamkeeper.sandbox import equinix as equinix_sandbox
 from streamkeeper.sandbox import plt as plt_sandbox
 from streamkeeper.sandbox import stream as stream_sandbox
 from streamkeeper.sandbox import thingspace as thingspace_sandbox
-from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.runner import Sandbox
+from streamkeeper.sandbox.tls import TLSFiles
 from streamkeeper.spec import ProvisioningSpec, load_spec_text
 from streamkeeper.store import HistoryStore
-from tasks.provision import load_secret
+from streamkeeper.yamlspec import setting
+from tasks.provision import load_secret, save_secret
 
 SPECS = Path(__file__).resolve().parents[1] / "data" / "specs"
 EXAMPLE_SPEC = SPECS / "example.yaml"
 ONBOARDING_SPEC = SPECS / "onboarding-example.yaml"
-RECEIVER_PORT = 8099  # the port the example spec's consumer URLs and ThingSpace target name
+RECEIVER_PORT = 8099  # the port of the example spec's ${STREAMKEEPER_RECEIVER_URL} when the setting is unset
+RECEIVER_TLS_PORT = 8098  # the port of its ${STREAMKEEPER_RECEIVER_TLS_URL} (Equinix webhooks, mutual TLS)
+RECEIVER_SETTING = "${STREAMKEEPER_RECEIVER_URL}"
+RECEIVER_TLS_SETTING = "${STREAMKEEPER_RECEIVER_TLS_URL}"
 PREFIX = "demo"  # the example spec's block names start with it
 Echo = Callable[[str], None]
 
@@ -128,8 +135,11 @@ class Credentials:
     def save_blocks(self, sandbox: Sandbox, prefix: str = PREFIX) -> list[str]:
         """Save the blocks the example spec names (``<prefix>-plt`` ... ``<prefix>-equinix``, and the two
         Secret blocks it refers to), pointing at the running emulators; returns the block names."""
-        from prefect.blocks.system import Secret
+        assert sandbox.tls is not None
+        return self.save_blocks_at(sandbox.urls(), sandbox.tls.cert_pem, prefix)
 
+    def save_blocks_at(self, urls: dict[str, str], dma_ca_pem: str, prefix: str = PREFIX) -> list[str]:
+        """`save_blocks` for emulators at `urls` (`Sandbox.urls()`), the DMA's certificate `dma_ca_pem`."""
         from blocks import (
             DMACredentials,
             EquinixCredentials,
@@ -138,8 +148,6 @@ class Credentials:
             ThingSpaceCredentials,
         )
 
-        urls = sandbox.urls()
-        assert sandbox.tls is not None
         timeout = self.timeout_seconds
         blocks: dict[str, Any] = {
             f"{prefix}-plt": PLTCredentials(
@@ -152,7 +160,7 @@ class Credentials:
                 base_url=urls["dma"],
                 username=self.dma_username,
                 password=self.dma_password,
-                ca_bundle=sandbox.tls.cert_pem,
+                ca_bundle=dma_ca_pem,
                 timeout_seconds=timeout,
             ),
             f"{prefix}-stream": StreamCredentials(
@@ -187,8 +195,7 @@ class Credentials:
             f"{prefix}-thingspace-receiver": self.thingspace_receiver_password,
         }
         for name, password in notify.items():
-            # Prefect takes JSON values
-            Secret(value={"password": password.get_secret_value()}).save(name, overwrite=True)  # type: ignore[arg-type]
+            save_secret(name, {"password": password.get_secret_value()})
         return [*blocks, *notify]
 
 
@@ -227,8 +234,12 @@ def open_stage(
 ) -> Iterator[Stage]:
     """Teach the emulators the credentials, save the blocks, start the receiver; stop it on the way out.
 
-    With the demo's prefix and receiver port the spec is ``data/specs/example.yaml`` itself; otherwise a copy
-    naming ``<prefix>-*`` blocks and the receiver's port is written to `work_dir`.
+    The receiver listens twice: on `receiver_port` over HTTP (the DMA, ThingSpace, Stream) and over HTTPS
+    asking for client certificates (Equinix's webhooks, mutual TLS: the sandbox's certificate serves, the
+    Equinix emulator's webhook certificate is pinned), on 8098 beside the demo's port, else a free one.
+    With the demo's prefix and receiver ports (and the receiver settings unset) the spec is
+    ``data/specs/example.yaml`` itself; otherwise a copy naming ``<prefix>-*`` blocks and this receiver's
+    URLs is written to `work_dir`.
     """
     credentials.register(sandbox)
     names = credentials.save_blocks(sandbox, prefix)
@@ -237,18 +248,42 @@ def open_stage(
     template = EXAMPLE_SPEC.read_text()
     if prefix != PREFIX:
         template = template.replace(f"{PREFIX}-", f"{prefix}-")
+    equinix: Any = sandbox.apps["equinix"]
+    assert sandbox.tls is not None
+    equinix.webhook_verify = sandbox.tls.cert_pem  # the certificate the receiver's HTTPS listener serves
     receiver_app = create_app(
-        _receiver_config(load_spec_text(template), credentials.webhook_secret), landing=landing
+        _receiver_config(
+            load_spec_text(template), credentials.webhook_secret, prefix, equinix.webhook_certificate
+        ),
+        landing=landing,
     )
-    receiver = SandboxServer(receiver_app, port=receiver_port).start()
+    receiver = ReceiverServer(receiver_app, port=receiver_port).start()
+    tls_port = RECEIVER_TLS_PORT if receiver_port == RECEIVER_PORT else 0
     try:
-        if prefix == PREFIX and receiver.port == RECEIVER_PORT:
+        secure = ReceiverServer(
+            receiver_app,
+            port=tls_port,
+            certfile=sandbox.tls.certfile,
+            keyfile=sandbox.tls.keyfile,
+            client_ca=equinix.webhook_certificate.certfile,
+        ).start()
+    except BaseException:
+        receiver.stop()
+        receiver_app.state.receiver.close()
+        raise
+    try:
+        if (
+            prefix == PREFIX
+            and receiver.url == setting("STREAMKEEPER_RECEIVER_URL")
+            and secure.url == setting("STREAMKEEPER_RECEIVER_TLS_URL")
+        ):
             spec = EXAMPLE_SPEC
         else:
             folder = work_dir or Path(tempfile.mkdtemp(prefix="streamkeeper-demo-"))
             spec = folder / f"{prefix}-spec.yaml"
-            spec.write_text(template.replace(f":{RECEIVER_PORT}/", f":{receiver.port}/"))
-        echo(f"receiver  {receiver.url} (landing area {landing})")
+            text = template.replace(RECEIVER_SETTING, receiver.url)
+            spec.write_text(text.replace(RECEIVER_TLS_SETTING, secure.url))
+        echo(f"receiver  {receiver.url} and {secure.url} (mutual TLS) (landing area {landing})")
         yield Stage(
             sandbox=sandbox,
             credentials=credentials,
@@ -261,6 +296,7 @@ def open_stage(
             db_path=db_path,
         )
     finally:
+        secure.stop()
         receiver.stop()
         receiver_app.state.receiver.close()
 
@@ -299,15 +335,21 @@ def steps(stage: Stage, echo: Echo) -> list[tuple[str, Callable[[], object]]]:
     ]
 
 
-def _receiver_config(spec: ProvisioningSpec, webhook_secret: SecretStr) -> ReceiverConfig:
+def _receiver_config(
+    spec: ProvisioningSpec, webhook_secret: SecretStr, prefix: str, equinix_certificate: TLSFiles
+) -> ReceiverConfig:
     """Routes for what the spec points at the receiver (passwords from its Secret blocks), plus a Stream
-    webhook."""
+    webhook and the Equinix webhooks' route, pinning the Equinix emulator's client certificate."""
 
     def password(block: str) -> str:
         value: Any = load_secret(block)
         return str(value["password"] if isinstance(value, dict) else value)
 
-    base = ReceiverConfig(stream={PREFIX: StreamWebhook(account=f"{PREFIX}-org", secret=webhook_secret)})
+    pinned = hashlib.sha256(ssl.PEM_cert_to_DER_cert(equinix_certificate.cert_pem)).hexdigest()
+    base = ReceiverConfig(
+        stream={PREFIX: StreamWebhook(account=f"{PREFIX}-org", secret=webhook_secret)},
+        equinix={PREFIX: EquinixPush(account=f"{prefix}-equinix", client_certificate_sha256=[pinned])},
+    )
     return config_from_spec(spec, password, base)
 
 
@@ -371,7 +413,7 @@ class SentEvents:
     stream: dict[str, int] = field(default_factory=dict)
     """Webhook event id -> the receiver's status."""
     equinix: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """Pull-feed messages by subscription id."""
+    """Messages by subscription id (pushed to the receiver's webhook route and in the pull feed)."""
 
 
 def send_events(stage: Stage, echo: Echo) -> SentEvents:
@@ -392,16 +434,19 @@ def send_events(stage: Stage, echo: Echo) -> SentEvents:
         url = f"{stage.receiver_url}/stream/{PREFIX}"
         sent.stream[event["id"]] = stream_app.send_webhook(url, stage.credentials.webhook_secret, event)
     equinix: Any = sandbox.apps["equinix"]
+    pushed = len(equinix.deliveries)
     for subscription_id in list(equinix.streaming):
-        sent.equinix[subscription_id] = equinix.emit(subscription_id, 20)
+        sent.equinix[subscription_id] = equinix.emit(subscription_id, 20)  # webhooks delivered on return
     pulled = sum(len(m) for m in sent.equinix.values())
+    webhooks = [d for d in equinix.deliveries[pushed:] if d.channel == "WEBHOOK"]
     delivered = accepted + sum(1 for d in sent.thingspace if d.ok)
     deadline = time.monotonic() + 10  # ThingSpace delivers in the background: wait until it has
     while stage.receiver.counts.get("thingspace.accepted", 0) < delivered and time.monotonic() < deadline:
         time.sleep(0.05)
     echo(
         f"events sent: PLT {len(sent.plt)} (PubNub), DMA {len(sent.dma)} notifications, "
-        f"ThingSpace {len(sent.thingspace)}, Stream {len(sent.stream)} webhooks, Equinix {pulled} (pull)"
+        f"ThingSpace {len(sent.thingspace)}, Stream {len(sent.stream)} webhooks, Equinix {pulled} "
+        f"(in {sum(d.ok for d in webhooks)} of {len(webhooks)} webhook deliveries over mutual TLS, and pull)"
     )
     return sent
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from blocks.equinix import EquinixCredentials
 from blocks.plt import PLTCredentials
+from flows.parameters import Names, Text, given
 from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.ingest import PubNubOptions, SourceReport
 from tasks.ingest import ingest_equinix, ingest_kinesis, ingest_landing, ingest_plt, ingest_sqs
@@ -43,38 +44,47 @@ class IngestSummary(BaseModel):
     def duplicates(self) -> int:
         return sum(s.duplicates for s in self.sources)
 
+    @property
+    def quarantined(self) -> int:
+        """Acknowledged deliveries moved aside this run (``streamkeeper report rejected_deliveries``)."""
+        return sum(s.quarantined for s in self.sources)
+
 
 @flow(name="ingest-events", log_prints=True)
 def ingest_events(
-    plt_blocks: Annotated[
-        list[str] | None, Field(description="PLT credentials blocks whose streams are drained from PubNub.")
-    ] = None,
-    equinix_blocks: Annotated[
-        list[str] | None, Field(description="Equinix credentials blocks whose pull feeds are read.")
-    ] = None,
-    sqs_queue_urls: Annotated[list[str] | None, Field(description="SQS queue URLs to drain.")] = None,
-    kinesis_streams: Annotated[list[str] | None, Field(description="Kinesis stream names to read.")] = None,
-    aws_endpoint_url: Annotated[
-        str | None, Field(description="AWS endpoint URL (e.g. a local moto server); empty = AWS itself.")
-    ] = None,
-    aws_region: Annotated[str | None, Field(description="AWS region; empty = the AWS default chain.")] = None,
-    landing_dir: Annotated[
-        str | None, Field(description="Receiver landing area; empty = $STREAMKEEPER_LANDING or data/landing.")
-    ] = None,
-    load_landing: Annotated[bool, Field(description="Load the receiver's landing area.")] = True,
-    max_events: Annotated[
-        int, Field(ge=1, description="At most this many events read per source and run.")
-    ] = 100_000,
-    pubnub_idle_seconds: Annotated[
-        float, Field(gt=0, description="Stop listening to PubNub after this long without a message.")
-    ] = 1.0,
-    pubnub_max_seconds: Annotated[
-        float, Field(gt=0, description="Stop listening to PubNub after this long in any case.")
-    ] = 30.0,
-    db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
+    plt_blocks: Names = None,
+    equinix_blocks: Names = None,
+    sqs_queue_urls: Names = None,
+    kinesis_streams: Names = None,
+    aws_endpoint_url: Text = None,
+    aws_region: Text = None,
+    landing_dir: Text = None,
+    load_landing: bool = True,
+    max_events: Annotated[int, Field(ge=1)] = 100_000,
+    pubnub_idle_seconds: Annotated[float, Field(gt=0)] = 1.0,
+    pubnub_max_seconds: Annotated[float, Field(gt=0)] = 30.0,
+    db_path: Text = None,
 ) -> IngestSummary:
-    """Run one bounded drain per source, concurrently; then count the events per vendor and stream."""
+    """Run one bounded drain per source, concurrently; then count the events per vendor and stream.
+
+    Args:
+        plt_blocks: PLT credentials blocks whose streams are drained from PubNub.
+        equinix_blocks: Equinix credentials blocks whose pull feeds are read.
+        sqs_queue_urls: SQS queue URLs to drain.
+        kinesis_streams: Kinesis stream names to read.
+        aws_endpoint_url: AWS endpoint URL (e.g. a local moto server); empty: AWS itself.
+        aws_region: AWS region; empty: the AWS default chain.
+        landing_dir: The push receiver's landing area; empty: $STREAMKEEPER_LANDING, else data/landing. A
+            relative path is taken from the deployment's working directory.
+        load_landing: Load the receiver's landing area.
+        max_events: At most this many events read per source and run.
+        pubnub_idle_seconds: Stop listening to PubNub after this long without a message (seconds).
+        pubnub_max_seconds: Stop listening to PubNub after this long in any case (seconds).
+        db_path: History store file; empty: $STREAMKEEPER_DB, else data/streamkeeper.duckdb.
+    """
     logger = get_run_logger()
+    aws_endpoint_url, aws_region = given(aws_endpoint_url), given(aws_region)
+    landing_dir, db_path = given(landing_dir), given(db_path)
     pubnub = PubNubOptions(
         max_events=max_events, idle_seconds=pubnub_idle_seconds, max_seconds=pubnub_max_seconds
     )
@@ -109,9 +119,14 @@ def ingest_events(
     create_table_artifact(
         key="ingest-events",
         table=[s.model_dump(mode="json") for s in summary.sources],
-        description=f"{summary.loaded} events loaded, {summary.duplicates} duplicates dropped",
+        description=f"{summary.loaded} events loaded, {summary.duplicates} duplicates dropped, "
+        f"{summary.quarantined} quarantined",
     )
     logger.info("loaded %d events, dropped %d duplicates", summary.loaded, summary.duplicates)
+    if summary.quarantined:  # the run completes: the report (and alerting) carry it
+        logger.warning(
+            "%d deliveries quarantined: see `streamkeeper report rejected_deliveries`", summary.quarantined
+        )
     if summary.failed:
         raise StreamkeeperError(f"{len(summary.failed)} source(s) failed; first: {summary.failed[0]}")
     return summary

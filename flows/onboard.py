@@ -4,14 +4,21 @@ Steps, in order, each a task that first reads what exists and only then writes w
 re-run after success writes nothing, and a re-run after a failure picks up where it stopped):
 token -> organisation -> partner token -> POS OAuth (init, the merchant authorises, complete, status)
 -> POS locations -> ingest -> per DSP: OAuth the same way, bind stores -> menus -> flags and segments
-(evaluated to confirm) -> SSO links.
+(evaluated to confirm, and recorded as this flow's in the history, so provisioning leaves them alone)
+-> SSO links.
 
-The merchant's OAuth code is a parameter when known; otherwise the run pauses and waits for it: the
-operator pastes it into the form the Prefect UI shows on the paused run, and the run resumes.
+The merchant's OAuth codes are secrets, so they are never a run parameter (the UI would show them in the
+run's Parameters tab): the run pauses and waits for each one, and the operator pastes it into the form
+the Prefect UI shows on the paused run (the run deletes the answer once read); or a Secret block holds
+them (`codes_block`). A code Stream rejects is asked for again, with Stream's reason in the form, up to
+`MAX_CODES` times. Each pause has a key of its own, so a run retried from the UI (after a failure at any
+step, a pause that timed out included) runs again from the top, passes what is done, and pauses anew
+where it stopped.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,13 +26,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
+from prefect.input import RunInput, keyset_from_base_key
+from prefect.input.actions import delete_flow_run_input
 from pydantic import BaseModel, Field, SecretStr
 
-from streamkeeper.errors import ConfigError
+from flows.parameters import Text, existing_file, given
 from streamkeeper.onboarding import Journal, OnboardingError, OnboardingSpec, SSOLink, StepRecord
 from streamkeeper.onboarding.spec import guess_org_key, load_spec, load_spec_text
-from streamkeeper.onboarding.steps import authorise_hint, step_name
+from streamkeeper.onboarding.steps import CodeRejected, authorise_hint, step_name
+from streamkeeper.vendors.http import redact, register_secret
 from streamkeeper.vendors.stream import IntegrationType, Onboarding
 from tasks.onboard import (
     OnboardingRun,
@@ -37,6 +46,7 @@ from tasks.onboard import (
     ingest_pos_locations,
     issue_sso_links,
     list_pos_locations,
+    oauth_codes,
     slug,
     start_oauth,
     stream_token,
@@ -46,6 +56,9 @@ from tasks.store import history_store
 
 CODE_POLL_SECONDS = 1
 """How often a paused run checks whether it was resumed."""
+
+MAX_CODES = 3
+"""OAuth codes tried per source and run before the run fails (each rejected one is asked for again)."""
 
 
 class OAuthCode(RunInput):
@@ -71,43 +84,42 @@ class OnboardingResult(BaseModel):
 
 @flow(name="onboard-organization", log_prints=True, persist_result=False)
 def onboard_organization(
-    spec_path: Annotated[
-        str | None, Field(description="Onboarding spec file (YAML); or give spec_yaml.")
-    ] = None,
-    spec_yaml: Annotated[
-        str | None, Field(description="The onboarding spec itself, as YAML text; or give spec_path.")
-    ] = None,
-    block_name: Annotated[str, Field(description="Name of the Stream Partner Credentials block.")] = "stream",
-    pos_code: Annotated[
-        SecretStr | None,
-        Field(description="The merchant's OAuth code for the POS, if known; else the run pauses for it."),
-    ] = None,
-    dsp_codes: Annotated[
-        dict[str, SecretStr] | None,
-        Field(description="OAuth codes by DSP source (e.g. doordash: CODE), if known; else the run pauses."),
-    ] = None,
-    code_timeout_seconds: Annotated[
-        int, Field(ge=1, description="How long a paused run waits for an OAuth code, in seconds.")
-    ] = 3600,
-    reissue_sso_links: Annotated[
-        bool, Field(description="Issue new SSO links to every listed user, even those who had one.")
-    ] = False,
-    db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
+    spec_path: Text = None,
+    spec_yaml: Text = None,
+    block_name: str = "stream",
+    codes_block: Text = None,
+    code_timeout_seconds: Annotated[int, Field(ge=1)] = 3600,
+    reissue_sso_links: bool = False,
+    db_path: Text = None,
 ) -> OnboardingResult:
-    """Onboard one Stream organisation as the spec says; idempotent and resumable."""
+    """Onboard one Stream organisation as the spec says; idempotent and resumable.
+
+    Args:
+        spec_path: Onboarding spec file (YAML), e.g. data/specs/onboarding-example.yaml; a relative path is
+            taken from the deployment's working directory. Or give spec_yaml.
+        spec_yaml: The onboarding spec itself, as YAML text, instead of spec_path.
+        block_name: Name of the Stream Partner Credentials block.
+        codes_block: Optional: a Secret block holding the merchant's OAuth codes by source, as JSON, e.g.
+            {"square": "CODE", "doordash": "CODE"}. Without it, for a source it lacks, or for a code Stream
+            rejects, the run pauses and asks for the code in its Resume form.
+        code_timeout_seconds: How long a paused run waits for an OAuth code, in seconds; then it fails
+            (retry it to be asked again).
+        reissue_sso_links: Issue new single-use SSO links to every listed user, even those who had one.
+        db_path: History store file; empty: $STREAMKEEPER_DB, else data/streamkeeper.duckdb.
+    """
     logger = get_run_logger()
-    spec, journal = _read_spec(spec_path, spec_yaml, dsp_codes, db_path)
+    db = given(db_path)
+    spec, journal, codes = _read_spec(given(spec_path), given(spec_yaml), given(codes_block), db)
     with journal.step("credentials") as step:
-        run = OnboardingRun(spec, block_name, journal, db_path)
+        run = OnboardingRun(spec, block_name, journal, db)
         step.status = "done"
         step.notes.append(f"Stream credentials block {block_name!r}")
-    codes = dict(dsp_codes or {})
     links: list[SSOLink] = []
     try:
         stream_token(run)
         org_id = create_organization(run)
         create_partner_token(run, org_id)
-        pos = _connect(run, org_id, "pos", spec.pos.source, pos_code, code_timeout_seconds)
+        pos = _connect(run, org_id, "pos", spec.pos.source, codes.get(spec.pos.source), code_timeout_seconds)
         chosen = list_pos_locations(run, pos)
         pos_locations = ingest_pos_locations(run, org_id, pos, chosen) if chosen else {}
         connections: dict[tuple[str, str], str] = {}
@@ -147,10 +159,10 @@ def onboard_organization(
 def _read_spec(
     spec_path: str | None,
     spec_yaml: str | None,
-    dsp_codes: dict[str, SecretStr] | None,
+    codes_block: str | None,
     db_path: str | None,
-) -> tuple[OnboardingSpec, Journal]:
-    """Load and check the spec under the ``spec`` step (a bad spec is a failed row too)."""
+) -> tuple[OnboardingSpec, Journal, dict[str, SecretStr]]:
+    """Load and check the spec (and the codes block) under the ``spec`` step (a bad spec is a failed row)."""
     if spec_path and spec_yaml:
         raise OnboardingError("spec", "give spec_path or spec_yaml, not both")
     if not spec_path and not spec_yaml:
@@ -163,14 +175,17 @@ def _read_spec(
     journal = Journal(guess_org_key(text) or source, history_store(db_path))
     with journal.step("spec") as step:
         step.ids["source"] = source
-        spec = load_spec(spec_path) if spec_path else load_spec_text(spec_yaml or "", source=source)
+        if spec_path:
+            spec = load_spec(existing_file(spec_path, "onboarding spec file"))
+        else:
+            spec = load_spec_text(spec_yaml or "", source=source)
         journal.org_key = spec.org_key
-        unknown = sorted(set(dsp_codes or {}) - {d.source for d in spec.dsps})
-        if unknown:
-            raise ConfigError(f"dsp_codes: {', '.join(unknown)} not a DSP source of the spec")
+        codes = oauth_codes(codes_block, [spec.pos.source, *(d.source for d in spec.dsps)])
         step.status = "done"
         step.notes.append(f"{source} is valid")
-    return spec, journal
+        if codes_block:
+            step.notes.append(f"OAuth codes for {', '.join(sorted(codes)) or 'no source'} in {codes_block!r}")
+    return spec, journal, codes
 
 
 def _connect(
@@ -181,45 +196,93 @@ def _connect(
     code: SecretStr | None,
     timeout: int,
 ) -> Onboarding:
-    """OAuth for one source: find or start the integration, get the merchant's code if needed, complete."""
+    """OAuth for one source: find or start the integration, get the merchant's code if needed, complete.
+
+    A code Stream rejects (unknown, used, expired) is asked for again, `MAX_CODES` codes in all.
+    """
     onboarding = start_oauth(run, org_id, type, source)
-    if code is not None and not code.get_secret_value():
-        code = None
-    if onboarding.status != "active" and code is None:
-        code = _wait_for_code(run, onboarding, type, source, timeout)
-    return complete_oauth(run, onboarding, code)
+    rejected: str | None = None
+    for attempt in range(1, MAX_CODES + 1):
+        if onboarding.status != "active" and code is None:
+            code = _wait_for_code(run, onboarding, type, source, timeout, attempt, rejected)
+        if code is not None and not code.get_secret_value().strip():
+            code, rejected = None, "the code given was empty"
+            continue
+        try:
+            return complete_oauth(run, onboarding, code)
+        except CodeRejected as exc:
+            code, rejected = None, redact(exc.reason)
+            if attempt == MAX_CODES:
+                raise OnboardingError(
+                    exc.step,
+                    f"Stream rejected {MAX_CODES} OAuth codes for {source} in this run (last: {exc.reason}); "
+                    f"{authorise_hint(onboarding, source)}, then retry the run to be asked again",
+                ) from exc
+    raise OnboardingError(
+        step_name("oauth-complete", type, source),
+        f"no usable OAuth code for {source} in {MAX_CODES} tries ({rejected}); retry the run to be asked again",
+    )
 
 
 def _wait_for_code(
-    run: OnboardingRun, onboarding: Onboarding, type: IntegrationType, source: str, timeout: int
+    run: OnboardingRun,
+    onboarding: Onboarding,
+    type: IntegrationType,
+    source: str,
+    timeout: int,
+    attempt: int,
+    rejected: str | None,
 ) -> SecretStr:
-    """Pause the run until someone resumes it with the merchant's OAuth code (the Prefect UI's form)."""
+    """Pause the run until someone resumes it with the merchant's OAuth code (the Prefect UI's form).
+
+    The pause gets a key of its own: Prefect's default key counts the pauses of one attempt, so a retried
+    run would reuse the first attempt's key and fail (409: the flow run input already exists).
+    """
     logger = get_run_logger()
     step = step_name("oauth-complete", type, source)
     hint = authorise_hint(onboarding, source)
-    run.journal.waiting(
-        step,
-        f"{hint}; then resume the paused run with the code",
-        {"org_id": onboarding.org_id, "onboarding_id": onboarding.id, "type": type, "source": source},
-    )
+    again = f"Stream rejected the last code ({rejected}); " if rejected else ""
+    ids = {"org_id": onboarding.org_id, "onboarding_id": onboarding.id, "type": type, "source": source}
+    run.journal.waiting(step, f"{again}{hint}; then resume the paused run with the code", ids)
     _publish(run.journal)
-    logger.info("waiting up to %d s for the %s OAuth code: %s", timeout, source, hint)
-    form = OAuthCode.with_initial_data(
-        description=(
-            f"### OAuth code for {source} ({type})\n\n"
-            f"1. The merchant opens {onboarding.entry_url} and approves access.\n"
-            f"2. Their browser lands on the return URL with `?code=...`.\n"
-            "3. Paste that code here and resume."
-        )
+    logger.info(
+        "waiting up to %d s for the %s OAuth code (%d of %d): %s", timeout, source, attempt, MAX_CODES, hint
     )
+    lines = [f"### OAuth code for {source} ({type})", ""]
+    if rejected:
+        lines += [
+            f"**Stream rejected the last code:** {rejected}. "
+            f"Code {attempt} of {MAX_CODES}: the merchant authorises again for a new one.",
+            "",
+        ]
+    lines += [
+        f"1. The merchant opens {onboarding.entry_url} and approves access.",
+        "2. Their browser lands on the return URL with `?code=...`.",
+        "3. Paste that code here and resume.",
+    ]
+    form = OAuthCode.with_initial_data(description="\n".join(lines))
+    key = f"{slug(step)}-{uuid.uuid4().hex[:12]}"
     try:
-        answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=CODE_POLL_SECONDS)
+        answer = pause_flow_run(
+            wait_for_input=form, timeout=timeout, poll_interval=CODE_POLL_SECONDS, key=key
+        )
     except FlowPauseTimeout:
-        with run.journal.step(step):
+        with run.journal.step(step) as record:
+            record.ids.update(ids)
             raise OnboardingError(
-                step, f"no OAuth code within {timeout} s; {hint}, then run again with the code"
+                step, f"no OAuth code within {timeout} s; {hint}, then retry the run to be asked again"
             ) from None
+    _forget_answer(key)
+    register_secret(answer.code.get_secret_value())  # masked wherever it might be echoed (logs, reasons)
     return answer.code
+
+
+def _forget_answer(pause_key: str) -> None:
+    """Delete the form's answer from the flow run's inputs: the code is read once, never kept in Prefect."""
+    try:
+        delete_flow_run_input(keyset_from_base_key(f"paused-{pause_key}")["response"])
+    except Exception as exc:  # the code is single-use and spent by now: say so and go on
+        get_run_logger().warning("could not delete the answered OAuth code form's input: %s", exc)
 
 
 def _publish(journal: Journal) -> None:

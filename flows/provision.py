@@ -13,6 +13,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
+from flows.artifacts import connection, cut
+from flows.parameters import Text, existing_file, given
 from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.provision import Outcome, Plan
 from streamkeeper.spec import ProvisioningSpec, load_spec, load_spec_text
@@ -44,34 +46,29 @@ class ProvisionResult(BaseModel):
 
 @flow(name="provision-subscriptions", log_prints=True)
 def provision_subscriptions(
-    spec_path: Annotated[
-        str | None,
-        Field(description="Path of the spec YAML file, e.g. data/specs/example.yaml (or give spec_yaml)."),
-    ] = None,
-    spec_yaml: Annotated[
-        str | None, Field(description="The spec itself as YAML text, instead of spec_path.")
-    ] = None,
-    dry_run: Annotated[
-        bool, Field(description="Only plan: read the vendors and report the changes, write nothing.")
-    ] = True,
-    prune: Annotated[
-        bool, Field(description="Also delete what the vendors hold and the spec does not name.")
-    ] = False,
-    db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
-    workers: Annotated[int, Field(ge=1, le=64, description="Parallel vendor calls per connection.")] = 16,
+    spec_path: Text = None,
+    spec_yaml: Text = None,
+    dry_run: bool = True,
+    prune: bool = False,
+    db_path: Text = None,
+    workers: Annotated[int, Field(ge=1, le=64)] = 16,
 ) -> ProvisionResult:
     """Plan the spec against every vendor connection; apply it unless `dry_run`.
 
     Args:
-        spec_path: Path of the spec YAML file, e.g. data/specs/example.yaml (or give spec_yaml).
+        spec_path: Spec file (YAML), e.g. data/specs/example.yaml; a relative path is taken from the
+            deployment's working directory. Or give spec_yaml.
         spec_yaml: The spec itself as YAML text, instead of spec_path.
-        dry_run: Only plan: read the vendors and report the changes, write nothing.
-        prune: Also delete what the vendors hold and the spec does not name.
-        db_path: History store file; default $STREAMKEEPER_DB.
-        workers: Parallel vendor calls per connection.
+        dry_run: Only plan: read the vendors and report the changes (the provision-plan artifact), write
+            nothing.
+        prune: Also delete what the vendors hold and the spec does not name (never what another flow
+            owns, such as the feature-flag targeting onboarding made).
+        db_path: History store file; empty: $STREAMKEEPER_DB, else data/streamkeeper.duckdb.
+        workers: Parallel vendor calls per connection (1 to 64).
     """
     logger = get_run_logger()
-    spec = _load(spec_path, spec_yaml)
+    db_path = given(db_path)
+    spec = _load(given(spec_path), given(spec_yaml))
     known = read_known(db_path)
     connections = spec.connections()
     futures = [plan_connection_task.submit(v, c, known, prune, db_path) for v, c in connections]
@@ -103,24 +100,40 @@ def provision_subscriptions(
 def _load(spec_path: str | None, spec_yaml: str | None) -> ProvisioningSpec:
     if (spec_path is None) == (spec_yaml is None):
         raise ConfigError("give exactly one of spec_path or spec_yaml")
-    return load_spec(spec_path) if spec_path is not None else load_spec_text(spec_yaml or "")
+    return load_spec(existing_file(spec_path)) if spec_path is not None else load_spec_text(spec_yaml or "")
 
 
 def _plan_artifact(plan: Plan, dry_run: bool) -> None:
-    rows = plan.rows()
+    """The ``provision-plan`` table (columns that fit the UI, `flows.artifacts`) and, when there are any,
+    the notes: errors, what the spec does not name, what another flow owns."""
+    rows = [
+        {
+            "action": row["action"],
+            "connection": connection(row["vendor"], row["account"]),
+            "what": cut(f"{row['type']} {row['name']}", 26),
+            "changes": cut(row["changes"], 30),
+        }
+        for row in plan.rows()
+    ]
     description = ("Dry run. " if dry_run else "") + plan.summary()
     if len(rows) > ARTIFACT_ROWS:
         description += f" (first {ARTIFACT_ROWS} of {len(rows)} changes shown)"
+    description += "; each change in full: `streamkeeper plan SPEC`"
     create_table_artifact(
         key="provision-plan", table=rows[:ARTIFACT_ROWS] or [{"action": "none"}], description=description
     )
-    if plan.errors or plan.unmanaged:
+    if plan.errors or plan.unmanaged or plan.owned_elsewhere:
         lines = ["# Plan notes", ""]
         lines += [f"- **error**: {e}" for e in plan.errors]
         lines += [
             f"- not in the spec (left alone{'' if plan.prune else ', --prune deletes it'}): "
             f"{r.vendor}/{r.account} {r.type} {r.label()}"
             for r in plan.unmanaged[:ARTIFACT_ROWS]
+        ]
+        lines += [
+            f"- owned by {r.owner} (left alone, also with prune): {r.vendor}/{r.account} {r.kind or r.type} "
+            f"{r.label()}"
+            for r in plan.owned_elsewhere[:ARTIFACT_ROWS]
         ]
         create_markdown_artifact(key="provision-plan-notes", markdown="\n".join(lines))
 
@@ -129,12 +142,9 @@ def _outcome_artifact(result: ProvisionResult) -> None:
     rows = [
         {
             "result": o.result,
-            "vendor": o.vendor,
-            "account": o.account,
-            "type": o.type,
-            "name": o.name or "",
-            "id": o.subscription_id or "",
-            "detail": o.detail or "",
+            "connection": connection(o.vendor, o.account),
+            "what": cut(f"{o.type} {o.name or o.subscription_id or ''}", 26),
+            "detail": cut(o.detail, 30),
         }
         for o in result.outcomes
     ]
@@ -151,54 +161,6 @@ def save_sandbox_connections(urls: dict[str, str], dma_ca_pem: str, prefix: str 
 
     For the demo and tests: the credentials are the emulators' ready-made ones.
     """
-    from prefect.blocks.system import Secret
-    from pydantic import SecretStr
+    from flows.demo import Credentials
 
-    from blocks import (
-        DMACredentials,
-        EquinixCredentials,
-        PLTCredentials,
-        StreamCredentials,
-        ThingSpaceCredentials,
-    )
-    from streamkeeper.sandbox import equinix, plt, stream, thingspace
-
-    blocks = {
-        f"{prefix}-plt": PLTCredentials(base_url=urls["plt"], partner_id=SecretStr(plt.DEFAULT_PARTNER_ID)),
-        f"{prefix}-dma": DMACredentials(
-            base_url=urls["dma"],
-            username="provisioner",
-            password=SecretStr("provisioner-pass"),
-            ca_bundle=dma_ca_pem,
-        ),
-        f"{prefix}-stream": StreamCredentials(
-            base_url=urls["stream"],
-            client_id=stream.DEFAULT_CLIENT_ID,
-            client_secret=SecretStr(stream.DEFAULT_CLIENT_SECRET),
-            partner_id=stream.DEFAULT_PARTNER_ID,
-        ),
-        f"{prefix}-thingspace": ThingSpaceCredentials(
-            base_url=urls["thingspace"],
-            app_key=thingspace.DEFAULT_APP_KEY,
-            app_secret=SecretStr(thingspace.DEFAULT_APP_SECRET),
-            username=thingspace.DEFAULT_USERNAME,
-            password=SecretStr(thingspace.DEFAULT_PASSWORD),
-            account_name=thingspace.DEFAULT_ACCOUNT,
-        ),
-        f"{prefix}-equinix": EquinixCredentials(
-            base_url=urls["equinix"],
-            client_id=equinix.DEFAULT_CLIENT_ID,
-            client_secret=SecretStr(equinix.DEFAULT_CLIENT_SECRET),
-            api_generation="streaming",
-        ),
-    }
-    for name, block in blocks.items():
-        block.save(name, overwrite=True)
-    # the secrets the example spec's *_block fields name: what the vendors send to our receiver
-    secrets = {
-        f"{prefix}-dma-notify": {"password": f"{prefix}-dma-notify-password"},
-        f"{prefix}-thingspace-receiver": {"password": f"{prefix}-thingspace-receiver-password"},
-    }
-    for name, value in secrets.items():
-        Secret(value=value).save(name, overwrite=True)  # type: ignore[arg-type]  # Prefect takes JSON values
-    return [*blocks, *secrets]
+    return Credentials().save_blocks_at(urls, dma_ca_pem, prefix)

@@ -11,14 +11,18 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from blocks.dma import DMACredentials
+from flows.parameters import Text, existing_file, given
 from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.keepalive import RefreshOutcome
 from streamkeeper.spec import load_spec
 from streamkeeper.store import TokenEvent
 from tasks.refresh import load_block, refresh_dma_subscriptions, refresh_tokens
+
+KEEP_TTL = -1
+"""``time_to_live`` as the run form gives it for "keep each subscription's own" (Python callers pass None)."""
 
 ARTIFACT_ROWS = 200
 """Outcome rows shown in the artifact; beyond that only what went wrong (and the counts) is shown."""
@@ -54,45 +58,45 @@ def _merge(*groups: list[str]) -> list[str]:
 
 @flow(name="refresh-subscriptions", log_prints=True)
 def refresh_subscriptions(
-    spec_path: Annotated[
-        str | None,
-        Field(
-            description="Spec file whose connections are refreshed; its DMA subscriptions that expired are "
-            "created again."
-        ),
-    ] = None,
-    dma_blocks: Annotated[
-        list[str], Field(description="DMA credentials blocks to refresh, besides the spec's.")
-    ] = [],  # noqa: B006
-    stream_blocks: Annotated[
-        list[str], Field(description="Stream credentials blocks whose refresh token to rotate.")
-    ] = [],  # noqa: B006
-    thingspace_blocks: Annotated[
-        list[str], Field(description="ThingSpace credentials blocks whose session to renew.")
-    ] = [],  # noqa: B006
-    equinix_blocks: Annotated[
-        list[str], Field(description="Equinix credentials blocks whose token to renew.")
-    ] = [],  # noqa: B006
-    refresh_within_seconds: Annotated[
-        int,
-        Field(
-            ge=0,
-            description="Refresh DMA subscriptions that expire sooner than this (seconds); keep it above "
-            "the schedule's interval so nothing expires between two runs.",
-        ),
-    ] = 7200,
+    spec_path: Text = None,
+    dma_blocks: list[str] = [],  # noqa: B006
+    stream_blocks: list[str] = [],  # noqa: B006
+    thingspace_blocks: list[str] = [],  # noqa: B006
+    equinix_blocks: list[str] = [],  # noqa: B006
+    refresh_within_seconds: Annotated[int, Field(ge=0)] = 7200,
     time_to_live: Annotated[
         int | None,
-        Field(
-            ge=0, le=93600, description="Time-to-live to set (0 = 26 h maximum); empty keeps each one's own."
-        ),
+        WithJsonSchema({"type": "integer", "minimum": KEEP_TTL, "maximum": 93600}),
+        Field(json_schema_extra={"default": KEEP_TTL}),
     ] = None,
-    db_path: Annotated[str | None, Field(description="History store file; default $STREAMKEEPER_DB.")] = None,
+    db_path: Text = None,
 ) -> RefreshSummary:
-    """Refresh every DMA subscription that expires within the horizon (soonest first) and every vendor token."""
+    """Refresh every DMA subscription that expires within the horizon (soonest first) and every vendor token.
+
+    Args:
+        spec_path: Spec file (YAML) whose connections are refreshed; its DMA subscriptions that expired are
+            created again. A relative path is taken from the deployment's working directory.
+        dma_blocks: DMA credentials blocks to refresh, besides the spec's.
+        stream_blocks: Stream credentials blocks whose refresh token to rotate, besides the spec's.
+        thingspace_blocks: ThingSpace credentials blocks whose session to renew, besides the spec's.
+        equinix_blocks: Equinix credentials blocks whose token to renew, besides the spec's.
+        refresh_within_seconds: Refresh DMA subscriptions that expire sooner than this (seconds); keep it
+            above the schedule's interval so nothing expires between two runs.
+        time_to_live: Time-to-live to set, in seconds (0: the 26 h maximum); -1 (or empty) keeps each
+            subscription's own.
+        db_path: History store file; empty: $STREAMKEEPER_DB, else data/streamkeeper.duckdb.
+    """
     logger = get_run_logger()
+    spec_path, db_path = given(spec_path), given(db_path)
+    if time_to_live == KEEP_TTL:
+        time_to_live = None
+    if time_to_live is not None and not 0 <= time_to_live <= 93600:
+        raise ConfigError(
+            f"time_to_live {time_to_live}: 0 (the 26 h maximum), 1..93600 s, or -1 to keep each one's own"
+        )
     spec_blocks: dict[str, list[str]] = {"dma": [], "stream": [], "thingspace": [], "equinix": []}
     if spec_path:
+        spec_path = str(existing_file(spec_path))
         spec = load_spec(spec_path)
         for vendor in spec_blocks:
             spec_blocks[vendor] = [c.connection for c in getattr(spec, vendor)]

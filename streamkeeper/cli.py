@@ -16,7 +16,6 @@ from streamkeeper import environment
 
 environment.prepare()  # before anything imports Prefect
 
-import click  # noqa: E402
 import typer  # noqa: E402
 
 from streamkeeper.errors import ConfigError, StreamkeeperError  # noqa: E402
@@ -201,15 +200,52 @@ def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 @app.command()
 def sandbox(
     port: Annotated[
-        int, typer.Option(help="First port; the emulators take consecutive ports (0: free ones).")
+        int,
+        typer.Option(
+            help="First port; the emulators take consecutive ports (0: free ones, new at every start)."
+        ),
     ] = 0,
+    save_blocks: Annotated[
+        str | None,
+        typer.Option(
+            "--save-blocks",
+            metavar="PREFIX",
+            help="Also save credentials blocks for the emulators: PREFIX-dma ... PREFIX-equinix and the Secret "
+            "blocks the example spec names (demo: the names prefect.yaml uses).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the local vendor emulators until interrupted."""
+    """Run the local vendor emulators until interrupted; print how to connect to them.
+
+    The DMA's CA certificate is kept in $STREAMKEEPER_HOME/sandbox/tls across restarts, so with a fixed
+    --port the blocks (and a `prefect deploy` that uses them) keep working after a restart.
+    """
     from streamkeeper.sandbox.runner import Sandbox
+    from streamkeeper.yamlspec import setting
 
     with Sandbox.start(base_port=port, state_dir=environment.streamkeeper_home() / "sandbox") as running:
         for vendor, url in running.urls().items():
             echo(f"{vendor:<12} {url}")
+        assert running.tls is not None
+        echo(f"DMA CA certificate (its ca_bundle, kept across restarts): {running.tls.certfile}")
+        echo("credentials the emulators accept, as `streamkeeper connect` commands:")
+        name = save_blocks or "sandbox"
+        for vendor, fields in running.credentials().items():
+            env = " ".join(
+                f"STREAMKEEPER_{vendor.upper()}_{c.field.upper()}={c.value}" for c in fields if c.secret
+            )
+            sets = " ".join(f"--set {c.field}={c.value}" for c in fields if not c.secret)
+            echo(f"  {env} streamkeeper connect {vendor} --name {name}-{vendor} {sets}")
+        echo(
+            "the example spec's ${STREAMKEEPER_RECEIVER_URL}: "
+            f"{setting('STREAMKEEPER_RECEIVER_URL')} (run `streamkeeper receive` there)"
+        )
+        if save_blocks:
+            _start_prefect()
+            from flows.demo import Credentials
+
+            names = Credentials().save_blocks(running, save_blocks)
+            echo(f"saved blocks {', '.join(names)}")
         echo("sandbox running; Ctrl-C stops it")
         try:
             running.wait()
@@ -273,14 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="streamkeeper", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:  # typer's bundled click: usage errors (exit 2) and the like
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        return int(exc.exit_code)
     except StreamkeeperError as exc:
         from streamkeeper.vendors.http.redact import redact
 

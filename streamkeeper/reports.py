@@ -108,6 +108,8 @@ def run_report(name: str, db: Path | str | None = None, params: dict[str, str] |
             )
         values[key] = declared[key].parse(text)
     store = HistoryStore(db)
+    if not store.path.is_file():  # a read never creates a store: the path is probably mistyped
+        raise StoreError(f"no history store at {store.path} (give --db or set $STREAMKEEPER_DB)")
     try:
         with store.reader() as con:
             return con.execute(report.sql, values).df() if values else con.execute(report.sql).df()

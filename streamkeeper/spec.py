@@ -34,11 +34,11 @@ thingspace:                # ThingSpace targets and the subscriptions on them
           - {name: device-events, streamkind: ts.event}
 equinix:                   # Equinix SmartView stream subscriptions
   - connection: demo-equinix
-    api: streaming                        # or streams (the seed API: one subscription per organisation)
+    api: streaming                        # default streams (the seed API: one subscription per organisation)
     subscriptions:
       - name: paris-environment
         families: {environmental: [{account: "135888", ibx: [PA4]}]}
-        channel: {type: REST}
+        channel: {type: WEBHOOK, url: https://receiver.example.com/equinix/paris}
 ```
 
 Each subscription has a stable `name`, unique within its connection, which is how streamkeeper finds it at
@@ -69,17 +69,29 @@ from streamkeeper.vendors.dma import MAX_TIME_TO_LIVE
 from streamkeeper.vendors.equinix import (
     AlarmType,
     AssetClassification,
+    BatchSize,
     ChannelType,
+    ConcurrentCalls,
     ConditionName,
     Granularity,
     Method,
     Provider,
     Region,
+    Retries,
     StreamingSubscriptionRequest,
     StreamsSubscriptionRequest,
 )
 from streamkeeper.vendors.thingspace import AddressScheme, StreamKind
-from streamkeeper.yamlspec import load_yaml_model, load_yaml_text, parse_yaml, validate_model
+from streamkeeper.yamlspec import (
+    SETTINGS,
+    load_yaml_model,
+    load_yaml_text,
+    one_line,
+    parse_yaml,
+    read_spec_file,
+    setting,
+    validate_model,
+)
 
 Vendor = Literal["plt", "dma", "stream", "thingspace", "equinix"]
 VENDORS: tuple[Vendor, ...] = get_args(Vendor)
@@ -432,14 +444,18 @@ class EquinixFilterSpec(SpecModel):
 
 
 class EquinixChannelSpec(SpecModel):
-    """The channel of a streaming (current API) subscription."""
+    """The channel of a streaming (current API) subscription (its messages can be pulled whatever it is)."""
 
-    type: ChannelType = Field(default="REST", description="REST (pull), WEBHOOK, AWS_IOT_CORE or AZURE.")
+    type: ChannelType = Field(
+        default="WEBHOOK", description="WEBHOOK (with url; the default), AWS_IOT_CORE (with url) or AZURE."
+    )
     url: str | None = None
-    batch_size: int | None = Field(default=None, ge=1)
-    number_of_concurrent_calls: int | None = Field(default=None, ge=1)
-    number_of_retries: int | None = Field(default=None, ge=0)
-    ssl_certificate: str | None = None
+    batch_size: BatchSize | None = Field(default=None, description="Messages a delivery (5..20).")
+    number_of_concurrent_calls: ConcurrentCalls | None = Field(default=None, description="20..50.")
+    number_of_retries: Retries | None = Field(default=None, description="1..5.")
+    ssl_certificate: str | None = Field(
+        default=None, description="WEBHOOK: the receiver's certificate (base64) Equinix checks it against."
+    )
 
 
 class EquinixConfigSpec(SpecModel):
@@ -470,7 +486,8 @@ class EquinixConnection(SpecModel):
 
     connection: BlockName
     api: EquinixApi = Field(
-        description="streams (seed API, one subscription per organisation) or streaming (current API)."
+        default="streams",
+        description="streams (the seed API, one subscription per organisation; the default) or streaming.",
     )
     subscriptions: list[EquinixSubscriptionSpec] = Field(default_factory=list)
 
@@ -561,12 +578,9 @@ def equinix_body(api: EquinixApi, sub: EquinixSubscriptionSpec) -> dict[str, Any
         "AWS_IOT_CORE": "aws_iot_core_channel_configuration",
         "WEBHOOK": "webhook_channel_configuration",
         "AZURE": "azure_channel_configuration",
-        "REST": None,
     }[channel.type]
     channel_body: dict[str, Any] = {"channel_type": channel.type}
-    if config_field is None and settings:
-        channel_body["rest_channel_configuration"] = settings  # refused by the request model, naming it
-    elif config_field is not None and (settings or channel.type != "AZURE"):
+    if settings or channel.type != "AZURE":
         channel_body[config_field] = settings
     return {"message_type": message_type, "channel": channel_body}
 
@@ -627,32 +641,37 @@ class ProvisioningSpec(SpecModel):
 def load_spec(path: Path | str, cache: bool = True) -> ProvisioningSpec:
     """Read and validate a spec file; `ConfigError` names the file, line and field of a mistake.
 
+    ``${STREAMKEEPER_RECEIVER_URL}`` in a text value is the setting (`streamkeeper.yamlspec.SETTINGS`).
+
     Parsing the YAML is most of the cost (~1 s for 10,000 entries): with `cache`, what a file parsed to is
-    kept in ``$STREAMKEEPER_HOME/spec-cache`` under the hash of its content, so a file read again (by the
-    next flow run, in another process) is only validated; an edited file has another hash and is parsed.
+    kept in ``$STREAMKEEPER_HOME/spec-cache`` under the hash of its content and of the settings' values, so
+    a file read again (by the next flow run, in another process) is only validated; an edited file, or a
+    changed setting, has another hash and is parsed.
     """
+    if not cache:
+        return load_yaml_model(path, ProvisioningSpec, settings=True)
     path = Path(path)
-    try:
-        raw = path.read_bytes() if cache else None
-    except OSError:
-        raw = None  # the uncached path says what is wrong with the file, in one line
-    if raw is None:
-        return load_yaml_model(path, ProvisioningSpec)
-    key = hashlib.sha256(raw).hexdigest()
+    source = one_line(path.name)
+    text = read_spec_file(path)  # a missing, oversized or non-UTF-8 file is one line, cached or not
+    key = spec_cache_key(text)
     cached = _spec_cache_read(key)
     if cached is not None:
         try:
-            return validate_model(cached, ProvisioningSpec, source=path.name)
+            return validate_model(cached, ProvisioningSpec, source=source)
         except ConfigError:
             pass  # no longer valid (a newer streamkeeper is stricter): parse again, to name the line
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return load_yaml_model(path, ProvisioningSpec)
-    data, lines = parse_yaml(text, source=path.name)
-    spec = validate_model(data, ProvisioningSpec, lines, source=path.name)
+    data, lines = parse_yaml(text, source=source, settings=True)
+    spec = validate_model(data, ProvisioningSpec, lines, source=source)
     _spec_cache_write(key, data)
     return spec
+
+
+def spec_cache_key(text: str) -> str:
+    """The cache's name for what a spec text parses to: the hash of the text and of the settings' values."""
+    digest = hashlib.sha256(text.encode())
+    for name in sorted(SETTINGS):
+        digest.update(f"\0{name}={setting(name)}".encode())
+    return digest.hexdigest()
 
 
 SPEC_CACHE_ENTRIES = 32
@@ -693,7 +712,7 @@ def _spec_cache_write(key: str, data: Any) -> None:
 
 def load_spec_text(text: str, source: str = "<inline spec>") -> ProvisioningSpec:
     """Validate a spec given as YAML (or JSON) text."""
-    return load_yaml_text(text, ProvisioningSpec, source=source)
+    return load_yaml_text(text, ProvisioningSpec, source=source, settings=True)
 
 
 __all__ = [

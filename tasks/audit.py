@@ -26,7 +26,13 @@ def vendor_client(vendor: str, block_name: str, recorder: CallRecorder) -> Vendo
     return client
 
 
-@task(name="audit-connection", retries=1, retry_delay_seconds=5, retry_condition_fn=transient_only)
+@task(
+    name="audit-connection",
+    task_run_name="audit-{vendor}-{connection_name}",
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=transient_only,
+)
 def audit_vendor_connection(
     vendor: Vendor,
     spec_path: str,

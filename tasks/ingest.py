@@ -26,7 +26,7 @@ from tasks.store import flush_calls, history_store
 RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": transient_only}
 
 
-@task(name="ingest-plt", **RETRIES)
+@task(name="ingest-plt", task_run_name="ingest-plt-{block_name}", **RETRIES)
 def ingest_plt(
     credentials: PLTCredentials, block_name: str, options: PubNubOptions, db_path: str | None = None
 ) -> SourceReport:
@@ -43,7 +43,7 @@ def ingest_plt(
     return drain_pubnub(store, streams, options, source=f"plt:{block_name}")
 
 
-@task(name="ingest-equinix", **RETRIES)
+@task(name="ingest-equinix", task_run_name="ingest-equinix-{block_name}", **RETRIES)
 def ingest_equinix(
     credentials: EquinixCredentials, block_name: str, max_events: int, db_path: str | None = None
 ) -> SourceReport:

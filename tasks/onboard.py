@@ -8,7 +8,9 @@ twice. The tasks share one `OnboardingRun` (one client, one token, one journal) 
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 from typing import Any, cast
 
 from prefect import task
@@ -20,8 +22,9 @@ from blocks.stream import StreamCredentials
 from streamkeeper.errors import ConfigError, StoreError
 from streamkeeper.onboarding import Journal, OnboardingSpec, SSOLink, issued_sso_users
 from streamkeeper.onboarding import steps as onboarding_steps
+from streamkeeper.onboarding.ownership import targeting_versions
 from streamkeeper.store import HistoryStore, TokenEvent
-from streamkeeper.vendors.http import CallRecorder, redact
+from streamkeeper.vendors.http import CallRecorder, redact, register_secret
 from streamkeeper.vendors.stream import (
     IntegrationType,
     Onboarding,
@@ -40,6 +43,35 @@ def transient_step(task: Any, task_run: Any, state: Any) -> bool:
     except Exception as exc:
         return bool(getattr(exc, "transient", False))
     return False
+
+
+def oauth_codes(block: str | None, sources: Sequence[str]) -> dict[str, SecretStr]:
+    """The merchant's OAuth codes by source, from a Prefect Secret block holding a JSON object
+    (``{"square": "CODE", ...}``, as an object or as its JSON text); none without a block."""
+    if not block:
+        return {}
+    from tasks.provision import load_secret
+
+    value = load_secret(block)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        raise ConfigError(
+            f"codes_block: Secret block {block!r} must hold a JSON object of OAuth codes by source, "
+            'e.g. {"square": "CODE"}'
+        )
+    unknown = sorted(set(value) - set(sources))
+    if unknown:
+        raise ConfigError(
+            f"codes_block: {', '.join(unknown)} in Secret block {block!r} not a source of the spec "
+            f"({', '.join(sources)})"
+        )
+    for code in value.values():
+        register_secret(code)
+    return {source: SecretStr(code) for source, code in value.items()}
 
 
 def slug(text: str) -> str:
@@ -287,9 +319,23 @@ def assign_menus(run: OnboardingRun, org_id: str, connections: dict[tuple[str, s
     retry_condition_fn=transient_step,
 )
 def target_feature_flags(run: OnboardingRun, org_id: str) -> dict[str, Any]:
-    """Add the org to the spec's segments and flags, then evaluate the flags to confirm."""
+    """Add the org to the spec's segments and flags, then evaluate the flags to confirm; record that
+    targeting as this flow's in ``subscriptions`` (so provisioning and the audit leave it alone)."""
     with run.journal.step("feature-flags") as step:
-        return onboarding_steps.ensure_flags(run.client, org_id, run.spec, step)
+        served = onboarding_steps.ensure_flags(run.client, org_id, run.spec, step)
+    spec = run.spec
+    targets = [("flag", f) for f in spec.flags] + [("segment", s) for s in spec.segments]
+    added = {("flag", f) for f in step.ids.get("flags_added", [])}
+    added |= {("segment", s) for s in step.ids.get("segments_added", [])}
+    if targets:
+        current = run.store.current_subscriptions("stream", run.block_name)
+        recorded = set(current["subscription_id"].astype(str)) if not current.empty else set()
+        run.store.record_versions(
+            targeting_versions(
+                run.block_name, spec.org_key, org_id, spec.context_kind, targets, added, recorded
+            )
+        )
+    return served
 
 
 @task(

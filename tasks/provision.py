@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,12 +31,24 @@ from tasks.store import flush_calls, history_store
 
 
 def load_secret(name: str) -> Any:
-    """The value of a Prefect ``Secret`` block: a string, or an object such as ``{username, password}``."""
+    """The value of a Prefect ``Secret`` block: a string, or an object such as ``{username, password}``
+    (saved as an object, or as its JSON text: `save_secret`)."""
     try:
         block: Any = Secret.load(name)
         return block.get()
     except ValueError as exc:
         raise ConfigError(f"Secret block {name!r} not found ({exc}); create it in the Prefect UI") from None
+
+
+def save_secret(name: str, value: str | dict[str, str]) -> None:
+    """Save a Prefect ``Secret`` block; an object is saved as its JSON text.
+
+    Prefect 3.8.8 masks a text secret (``********`` in the UI and in the API's answers) but not an object
+    one: the UI shows ``Value None`` and the API returns the object in clear. `Secret.get` (and so
+    `load_secret`) turns the JSON text back into the object.
+    """
+    text = value if isinstance(value, str) else json.dumps(value)
+    Secret(value=text).save(name, overwrite=True)
 
 
 @contextmanager
@@ -71,7 +84,7 @@ def read_known(db_path: str | None = None) -> Known:
     return known_from_store(history_store(db_path))
 
 
-@task(name="plan-connection", cache_policy=NO_CACHE)
+@task(name="plan-connection", task_run_name="plan-{vendor}-{connection.connection}", cache_policy=NO_CACHE)
 def plan_connection_task(
     vendor: str, connection: Connection, known: Known, prune: bool, db_path: str | None = None
 ) -> Plan:
@@ -86,7 +99,7 @@ def plan_connection_task(
         flush_calls(history_store(db_path), recorder)
 
 
-@task(name="apply-connection", cache_policy=NO_CACHE)
+@task(name="apply-connection", task_run_name="apply-{vendor}-{connection.connection}", cache_policy=NO_CACHE)
 def apply_connection_task(
     vendor: str, connection: Connection, plan: Plan, db_path: str | None = None, workers: int = 16
 ) -> list[Outcome]:

@@ -64,7 +64,13 @@ class DMARefreshResult(BaseModel):
     outcomes: list[RefreshOutcome] = Field(default_factory=list)
 
 
-@task(name="refresh-dma-subscriptions", retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
+@task(
+    name="refresh-dma-subscriptions",
+    task_run_name="refresh-dma-{account}",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=transient_only,
+)
 def refresh_dma_subscriptions(
     credentials: DMACredentials,
     account: str,

@@ -188,3 +188,53 @@ def test_two_refresh_processes_at_once_on_a_fresh_home(
         "SELECT flow_run_id, count(*) AS n FROM subscriptions WHERE change = 'refreshed' GROUP BY 1"
     )
     assert sorted(rows["n"].tolist()) == [5, 5]
+
+
+# -- usage errors and careless input (issue 11, classes 8 and 9) ----------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["refresh", "--within", "abc"], "Invalid value for '--within'"),
+        (["plan"], "Missing argument 'spec'"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'"),
+        (["ingest", "--max-events"], "Option '--max-events' requires an argument"),
+        (["report"], "Missing argument 'name'"),
+    ],
+)
+def test_usage_errors_are_clicks_message_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamkeeper.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"Error: {message}" in err and "Traceback" not in err
+
+
+def test_a_usage_error_exits_2_from_the_real_process(tmp_path: Path) -> None:
+    result = run_cli(["plan"], base_env(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Error: Missing argument 'spec'" in result.stderr
+
+
+def test_files_that_are_not_utf8_and_missing_stores_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamkeeper.cli import main
+
+    latin1 = tmp_path / "spec.yaml"
+    latin1.write_bytes("dma:\n  - connection: caf\xe9\n".encode("latin-1"))
+    binary = tmp_path / "rx.yaml"
+    binary.write_bytes(bytes(range(256)))
+    missing = tmp_path / "no" / "such" / "dir" / "history.duckdb"
+    for argv, needle in [
+        (["plan", str(latin1)], "spec.yaml: not UTF-8 text (byte 0xe9 at offset 24)"),
+        (["apply", str(latin1)], "spec.yaml: not UTF-8 text"),
+        (["onboard", str(latin1)], "spec.yaml: not UTF-8 text"),
+        (["receive", "--config", str(binary)], "rx.yaml: not UTF-8 text (byte 0x80 at offset 128)"),
+        (["report", "current_subscriptions", "--db", str(missing)], f"no history store at {missing}"),
+    ]:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, (argv, err)
+    assert not (tmp_path / "no").exists()  # a read never creates a store

@@ -231,7 +231,8 @@ def test_vendor_tokens_are_renewed_and_recorded_without_the_token(
         failed = renew_equinix_token(bad, "eqx-bad")
     assert (
         failed.event == "failed"
-        and "401" in (failed.detail or "")
+        and "AuthenticationFailed" in (failed.detail or "")
+        and "HTTP 400 invalid_client" in (failed.detail or "")  # doc: the token API refuses with a 400
         and "S3NTINEL" not in (failed.detail or "")
     )
 

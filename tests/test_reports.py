@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streamkeeper.errors import ConfigError
+from streamkeeper.errors import ConfigError, StoreError
 from streamkeeper.reports import available, load_report, parse_options, render, run_report
 from streamkeeper.store import HistoryStore, SubscriptionVersion, TokenEvent
 from streamkeeper.vendors.http import ApiCall
@@ -61,7 +61,15 @@ def seed(db: Path) -> None:
 
 def test_every_report_runs_and_parameters_are_typed(db_path: Path) -> None:
     seed(db_path)
-    expected = {"api_errors", "current_subscriptions", "drift", "expiring", "refresh_history", "token_health"}
+    expected = {
+        "api_errors",
+        "current_subscriptions",
+        "drift",
+        "expiring",
+        "refresh_history",
+        "rejected_deliveries",
+        "token_health",
+    }
     assert expected <= set(available())
     for name in available():
         render(run_report(name, db_path), "table")
@@ -120,3 +128,11 @@ def test_reports_read_while_another_process_writes(db_path: Path) -> None:
     assert len(seen) >= 2 and seen == sorted(seen) and all(n % 200 == 0 for n in seen)
     assert slowest < 10, f"a report waited {slowest:.1f} s for the writer"
     assert run_report("token_health", db_path)["account"].count() == 12 * 200
+
+
+def test_a_report_on_a_missing_store_names_the_path_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "history.duckdb"
+    for name in available():
+        with pytest.raises(StoreError, match=f"no history store at {missing}"):
+            run_report(name, missing)
+    assert not (tmp_path / "typo").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamkeeper.errors import ConfigError
-from streamkeeper.spec import SPEC_CACHE_ENTRIES, load_spec, spec_cache_dir
+from streamkeeper.spec import SPEC_CACHE_ENTRIES, load_spec, spec_cache_dir, spec_cache_key
 
 SPEC = """dma:
   - connection: cache-dma
@@ -33,7 +32,7 @@ def test_an_unchanged_file_is_taken_from_the_cache_and_an_edited_one_parsed(tmp_
     path = tmp_path / "spec.yaml"
     path.write_text(SPEC)
     assert ttl(path) == 3600
-    entry = spec_cache_dir() / f"{hashlib.sha256(SPEC.encode()).hexdigest()}.json"
+    entry = spec_cache_dir() / f"{spec_cache_key(SPEC)}.json"
     assert json.loads(entry.read_text())["dma"][0]["connection"] == "cache-dma"
 
     # the file unchanged: what the cache holds is what loads (the YAML is not parsed again)
@@ -63,9 +62,18 @@ def test_a_cached_entry_the_model_refuses_is_parsed_again_to_name_the_line(tmp_p
     path = tmp_path / "spec.yaml"
     path.write_text(SPEC)
     load_spec(path)
-    entry = spec_cache_dir() / f"{hashlib.sha256(SPEC.encode()).hexdigest()}.json"
+    entry = spec_cache_dir() / f"{spec_cache_key(SPEC)}.json"
     entry.write_text(json.dumps({"dma": [{"connection": "cache-dma", "subscriptions": [{"name": "a"}]}]}))
     assert ttl(path) == 3600  # the cache's content is refused; the file itself is fine
+
+
+def test_a_changed_setting_is_parsed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.replace("'http://x.test/a'", "'${STREAMKEEPER_RECEIVER_URL}/dma/a'"))
+    monkeypatch.setenv("STREAMKEEPER_RECEIVER_URL", "https://one.test")
+    assert load_spec(path).dma[0].subscriptions[0].consumer_url == "https://one.test/dma/a"
+    monkeypatch.setenv("STREAMKEEPER_RECEIVER_URL", "https://two.test")
+    assert load_spec(path).dma[0].subscriptions[0].consumer_url == "https://two.test/dma/a"
 
 
 def test_a_missing_file_is_one_line_with_or_without_the_cache(tmp_path: Path) -> None:

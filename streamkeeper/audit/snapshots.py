@@ -433,6 +433,7 @@ def history_versions(
             "subscription_id": f.subscription_id,
             "name": _str(row.name),
             "kind": _str(row.kind),
+            "owner": _str(row.owner),  # what the audit records keeps its owner (never taken over by the spec)
             "valid_from": at,
         }
         if f.finding == "modified" and f.subscription_id in items:

@@ -4,7 +4,9 @@ The plan of a connection (what ``streamkeeper plan`` would do, planned from what
 becomes findings: a ``create`` is a subscription the spec wants and the vendor lacks (``expired`` when the
 history saw it live and its expiry passed, else ``missing``), an ``update`` or ``replace`` is ``changed``
 (the fields, with what the spec wants and what the vendor has), a resource no spec entry names is
-``extra``, and a plan error (a spec entry that cannot be resolved at the vendor) is ``invalid``.
+``extra``, and a plan error (a spec entry that cannot be resolved at the vendor) is ``invalid``. What
+another flow owns (`Plan.owned_elsewhere`: the history records its owner, e.g. the feature-flag targeting
+onboard-organization made) is no drift against the spec.
 
 An audit whose inputs are the latest audit's (`streamkeeper.audit.inputs`) takes that audit's findings
 against the spec (`repeat_spec_findings`) instead of planning again: the same plan, but ``missing`` and

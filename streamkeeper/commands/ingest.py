@@ -34,10 +34,21 @@ def ingest(
     max_events: Annotated[int, typer.Option(help="At most this many events per source.")] = 100_000,
     idle: Annotated[float, typer.Option(help="Stop listening to PubNub after this many idle seconds.")] = 1.0,
     db: Annotated[Path | None, typer.Option(help="History store file (default $STREAMKEEPER_DB).")] = None,
+    fail_on_quarantine: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-quarantine/--no-fail-on-quarantine",
+            help="Exit 1 when a delivery was quarantined in this run (turn off for cron: the report has it).",
+        ),
+    ] = True,
 ) -> None:
-    """Run ingest-events: drain PubNub (PLT), Equinix pull feeds, SQS, Kinesis and the landing area."""
+    """Run ingest-events: drain PubNub (PLT), Equinix pull feeds, SQS, Kinesis and the landing area.
+
+    A delivery that cannot be loaded is quarantined (moved aside, recorded in rejected_deliveries): the
+    others load, the summary says how many, and the command exits 1 unless --no-fail-on-quarantine.
+    """
     from streamkeeper.cli import _start_prefect, echo
-    from streamkeeper.errors import ConfigError
+    from streamkeeper.errors import ConfigError, StreamkeeperError
 
     if max_events < 1:
         raise ConfigError(f"--max-events {max_events}: give at least 1")
@@ -64,6 +75,11 @@ def ingest(
         db_path=str(db) if db else None,
     )
     echo(render_summary(summary))
+    if summary.quarantined and fail_on_quarantine:
+        raise StreamkeeperError(
+            f"{summary.quarantined} deliveries quarantined in this run: "
+            "see `streamkeeper report rejected_deliveries`"
+        )
 
 
 def render_summary(summary: Any) -> str:
@@ -71,9 +87,9 @@ def render_summary(summary: Any) -> str:
     from streamkeeper.cli import _table
 
     sources = _table(
-        ("source", "received", "loaded", "duplicates", "skipped", "seconds"),
+        ("source", "received", "loaded", "duplicates", "skipped", "quarantined", "seconds"),
         [
-            (s.source, s.received, s.loaded, s.duplicates, s.skipped, f"{s.seconds:.2f}")
+            (s.source, s.received, s.loaded, s.duplicates, s.skipped, s.quarantined, f"{s.seconds:.2f}")
             for s in summary.sources
         ],
     )
@@ -83,5 +99,6 @@ def render_summary(summary: Any) -> str:
     )
     return (
         f"{sources}\n\nevents per vendor and stream:\n{counts}\n\n"
-        f"loaded {summary.loaded} events, dropped {summary.duplicates} duplicates"
+        f"loaded {summary.loaded} events, dropped {summary.duplicates} duplicates, "
+        f"{summary.quarantined} quarantined"
     )

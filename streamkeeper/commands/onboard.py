@@ -1,11 +1,12 @@
 """``streamkeeper onboard SPEC``: the onboard-organization flow, from the command line.
 
     streamkeeper onboard data/specs/onboarding-example.yaml --block demo-stream
-    streamkeeper onboard spec.yaml --pos-code CODE --dsp-code doordash=CODE
+    streamkeeper onboard spec.yaml --codes-block luigis-codes     # a Secret block: {"square": "CODE", ...}
 
-Without a code the run pauses for it. On a terminal the command asks for the code itself (the same form
-the Prefect UI shows on the paused run; either one resumes it); otherwise resume it from the UI. It ends
-with each step's outcome, the single-use SSO links (printed here only), and what still needs a human.
+OAuth codes are secrets: never an argument. The run pauses for each code it lacks (or that Stream
+rejects). On a terminal the command asks for the code itself, without echo (the same form the Prefect UI
+shows on the paused run; either one resumes it); otherwise resume it from the UI. It ends with each
+step's outcome, the single-use SSO links (printed here only), and what still needs a human.
 """
 
 from __future__ import annotations
@@ -20,20 +21,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import SecretStr
-
-from streamkeeper.errors import ConfigError
 
 SpecArg = Annotated[
     Path, typer.Argument(help="The onboarding spec (YAML), e.g. data/specs/onboarding-example.yaml.")
 ]
 BlockOpt = Annotated[str, typer.Option("--block", help="Name of the Stream Partner Credentials block.")]
-PosCodeOpt = Annotated[
-    str | None, typer.Option("--pos-code", help="The merchant's OAuth code for the POS, if you have it.")
-]
-DspCodeOpt = Annotated[
-    list[str] | None,
-    typer.Option("--dsp-code", help="SOURCE=CODE: the merchant's OAuth code for a DSP. Repeatable."),
+CodesBlockOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--codes-block",
+        help='A Secret block holding the merchant\'s OAuth codes by source, e.g. {"square": "CODE"}.',
+    ),
 ]
 ReissueOpt = Annotated[
     bool,
@@ -50,8 +48,7 @@ def register(app: typer.Typer) -> None:
 def onboard(
     spec: SpecArg,
     block: BlockOpt = "stream",
-    pos_code: PosCodeOpt = None,
-    dsp_code: DspCodeOpt = None,
+    codes_block: CodesBlockOpt = None,
     reissue_sso_links: ReissueOpt = False,
     code_timeout: TimeoutOpt = 3600,
     db: DbOpt = None,
@@ -60,10 +57,6 @@ def onboard(
     from streamkeeper.onboarding import load_spec
 
     parsed = load_spec(spec)  # a bad spec fails here, before Prefect starts
-    dsp_codes = parse_codes(dsp_code or [])
-    unknown = sorted(set(dsp_codes) - {d.source for d in parsed.dsps})
-    if unknown:
-        raise ConfigError(f"--dsp-code {', '.join(unknown)}: not a DSP source of {spec.name}")
 
     from streamkeeper.cli import _start_prefect, echo
     from streamkeeper.store import HistoryStore
@@ -84,8 +77,7 @@ def onboard(
         result = onboard_organization(
             spec_path=str(spec),
             block_name=block,
-            pos_code=SecretStr(pos_code) if pos_code else None,
-            dsp_codes={source: SecretStr(code) for source, code in dsp_codes.items()} or None,
+            codes_block=codes_block,
             code_timeout_seconds=code_timeout,
             reissue_sso_links=reissue_sso_links,
             db_path=str(db) if db else None,
@@ -93,17 +85,6 @@ def onboard(
     finally:
         stop.set()
     echo(render(result))
-
-
-def parse_codes(values: list[str]) -> dict[str, str]:
-    """``["doordash=abc", ...]`` -> ``{"doordash": "abc"}``."""
-    out: dict[str, str] = {}
-    for value in values:
-        source, sep, code = value.partition("=")
-        if not sep or not source.strip() or not code.strip():
-            raise ConfigError(f"--dsp-code {value.split('=')[0]}=...: expected SOURCE=CODE")
-        out[source.strip()] = code.strip()
-    return out
 
 
 def render(result: Any) -> str:
@@ -159,15 +140,15 @@ def answer_paused_runs(
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
-    answered: set[tuple[str, str]] = set()
+    answered: set[tuple[str, str, str]] = set()  # a step asked again (a rejected code) is a new row
     while not stop.is_set():
         frame = store.query(
-            "SELECT flow_run_id, step, ids, detail FROM onboarding_steps "
+            "SELECT flow_run_id, step, ids, detail, started_at FROM onboarding_steps "
             "WHERE org_key = ? AND status = 'waiting' AND started_at >= ? ORDER BY started_at",
             [org_key, since],
         )
         for row in frame.itertuples():
-            key = (str(row.flow_run_id), str(row.step))
+            key = (str(row.flow_run_id), str(row.step), str(row.started_at))
             if key in answered or not row.flow_run_id:
                 continue
             with get_client(sync_client=True) as client:

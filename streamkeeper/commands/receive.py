@@ -26,22 +26,26 @@ def receive(
     ] = None,
     certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
     keyfile: Annotated[Path | None, typer.Option(help="Private key of --certfile (PEM).")] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option(help="Ask senders for a client certificate from this CA (PEM): Equinix webhooks' mTLS."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the push receiver: DMA notifications, ThingSpace streamrest deliveries, Stream webhooks.
+    """Run the push receiver: DMA notifications, ThingSpace streamrest deliveries, Stream and Equinix webhooks.
 
     Each accepted delivery is written durably to the landing area before the 2xx; `ingest` loads it.
     """
-    import uvicorn
-
     from streamkeeper.errors import ConfigError
-    from streamkeeper.receiver import create_app, load_config
+    from streamkeeper.receiver import ReceiverServer, create_app, load_config
     from streamkeeper.vendors.http.redact import RedactingFilter
 
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level {log_level!r}: choose debug, info, warning or error")
     if (certfile is None) != (keyfile is None):
         raise ConfigError("--certfile and --keyfile go together")
+    if client_ca is not None and certfile is None:
+        raise ConfigError("--client-ca needs --certfile and --keyfile (mutual TLS is TLS)")
     settings = load_config(config)
     asgi = create_app(settings, landing=landing)
     receiver = asgi.state.receiver
@@ -53,21 +57,23 @@ def receive(
         *(f"/dma/{n}" for n in settings.dma),
         *(f"/thingspace/{n}" for n in settings.thingspace),
         *(f"/stream/{n}" for n in settings.stream),
+        *(f"/equinix/{n}" for n in settings.equinix),
     ]
-    typer.echo(f"receiver on {scheme}://{host}:{port}: {', '.join(routes)}")
-    typer.echo(f"landing area: {receiver.landing.root.resolve()}")
     try:
-        uvicorn.run(
-            asgi,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-            lifespan="off",
-            ssl_certfile=str(certfile) if certfile else None,
-            ssl_keyfile=str(keyfile) if keyfile else None,
-            timeout_keep_alive=30,  # senders keep connections between bursts; 5 s (the default) races them
-            timeout_graceful_shutdown=10,
-        )
+        try:
+            server = ReceiverServer(
+                asgi,
+                host=host,
+                port=port,
+                certfile=certfile,
+                keyfile=keyfile,
+                log_level=log_level,
+                client_ca=client_ca,
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        typer.echo(f"receiver on {scheme}://{host}:{server.port}: {', '.join(routes)}")
+        typer.echo(f"landing area: {receiver.landing.root.resolve()}")
+        server.run()  # idle connections close after idle_timeout_seconds (30 s): senders keep them between bursts
     finally:
         receiver.close()

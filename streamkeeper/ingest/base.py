@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from streamkeeper.ingest.identity import drop_stored_previous
 from streamkeeper.ingest.normalize import Row, frame
 from streamkeeper.store import HistoryStore
 from streamkeeper.vendors.http.errors import VendorError
@@ -43,7 +44,9 @@ class SourceReport(BaseModel):
         received: messages, records or files read (duplicates included).
         loaded: new rows in ``events``.
         duplicates: rows dropped because the event was already stored (or came twice in the run).
-        skipped: read but not events: Equinix heartbeats, rejected landing files.
+        skipped: read but not events: Equinix heartbeats.
+        quarantined: acknowledged deliveries that could not be loaded: moved aside and recorded in
+            ``rejected_deliveries`` with the reason (landing files).
         gaps: sequence gaps recorded in ``event_gaps`` (landing records of kind ``gap``).
         batches: transactions committed.
         retries: reads tried again after a transient failure.
@@ -55,6 +58,7 @@ class SourceReport(BaseModel):
     loaded: int = 0
     duplicates: int = 0
     skipped: int = 0
+    quarantined: int = 0
     gaps: int = 0
     batches: int = 0
     retries: int = 0
@@ -67,6 +71,7 @@ class SourceReport(BaseModel):
         self.loaded += other.loaded
         self.duplicates += other.duplicates
         self.skipped += other.skipped
+        self.quarantined += other.quarantined
         self.gaps += other.gaps
         self.batches += other.batches
         self.retries += other.retries
@@ -84,10 +89,13 @@ class BatchLoader:
         self.report = report
 
     def load(self, rows: Sequence[Row], cursors: dict[str, str] | None = None) -> int:
-        """Commit `rows` (deduplicated by vendor, stream, event_id) and move `cursors` with them."""
+        """Commit `rows` (deduplicated by vendor, stream, event_id, and by a previous id format: see
+        `identity`) and move `cursors` with them."""
         if not rows and not cursors:
             return 0
-        inserted = self.store.load_events(frame(rows), cursors=cursors)
+        with self.store.writer() as con:
+            kept, _ = drop_stored_previous(con, rows)
+            inserted = self.store.load_events(frame(kept), cursors=cursors, con=con)
         self.report.loaded += inserted
         self.report.duplicates += len(rows) - inserted
         self.report.batches += 1

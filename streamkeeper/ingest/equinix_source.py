@@ -3,8 +3,11 @@
 The feed is append-only and paged by ``offset``/``limit``. A drain pages from the stored offset
 (``equinix:<subscriptionId>``) with `EquinixClient.iter_subscription_data` and commits each page's messages
 with the cursor moved to ``page.next_offset`` in the same transaction: a rerun resumes after the last
-committed page, neither missing nor repeating a message. Weekly heartbeats move the cursor but are not
-events. ``stream`` is the subscription id, ``account`` the caller's name for the organisation (the block).
+committed page, neither missing nor repeating a message. Weekly heartbeats (``data.heartbeat: true`` or
+``heartbeat: "true"`` beside ``data``) move the cursor but are not events; reading values may be strings
+or numbers (the payload keeps what came). ``stream`` is the subscription id, ``account`` the caller's name
+for the organisation (the block). A message that also came by webhook lands once: the receiver gives it
+the same stream and event id.
 """
 
 from __future__ import annotations
@@ -27,14 +30,14 @@ def cursor_key(subscription_id: str) -> str:
 def pull_subscriptions(client: EquinixClient) -> list[str]:
     """The organisation's subscriptions that deliver through the pull feed.
 
-    Current API: every subscription with a ``REST`` channel (ours: the pull channel's type). Seed API: the
-    organisation's subscription when its ``config.method`` is ``PULL``.
+    Current API: every live subscription, whatever its channel (doc: "Subscription data endpoint works for
+    all channels"). Seed API: the organisation's subscription when its ``config.method`` is ``PULL``.
     """
     if client.api_generation == "streaming":
         return [
             s.id
             for s in client.list_streaming_subscriptions()
-            if s.channel is not None and (s.channel.channel_type or "").upper() == "REST"
+            if (s.status or "").upper() not in ("DELETED", "DELETE_IN_PROGRESS", "FAILED")
         ]
     subscription = client.get_org_subscription()
     if subscription is None or subscription.config is None:

@@ -11,9 +11,11 @@ other ``kind`` is a record type newer than this loader, left in place.
 first, loads a batch with `HistoryStore.load_events` (deduplicated by vendor, stream, event_id) and its
 gaps into ``event_gaps`` (once each) in one transaction, and deletes the batch's files only after the
 commit. A crash between the two leaves files that the next run loads again; the store drops them as
-duplicates. A file that is not valid JSON or lacks a column is moved to ``<landing>/_rejected/...``
-(counted as skipped), so it never blocks the queue. Directories are left in place (the receiver may be
-about to write into one), and hidden ones (``.receiver/``, the receiver's state) are never read.
+duplicates. A file that cannot be loaded (not a record, or refused by the store) is quarantined: moved to
+``<landing>/_rejected/...`` and recorded in ``rejected_deliveries`` with its reason (counted as
+quarantined), so it never blocks the queue and an operator sees it (``streamkeeper report
+rejected_deliveries``). Directories are left in place (the receiver may be about to write into one), and
+hidden ones (``.receiver/``, the receiver's state) are never read.
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
+from pydantic import ValidationError
 
+from streamkeeper.errors import StoreError
 from streamkeeper.ingest.base import SourceReport, Stopwatch, after_commit
-from streamkeeper.ingest.normalize import Row, frame, landing_event, parse_time
-from streamkeeper.store import EventGap, HistoryStore
+from streamkeeper.ingest.identity import drop_stored_previous
+from streamkeeper.ingest.normalize import Row, frame, holdable, landing_event, parse_time
+from streamkeeper.store import EventGap, HistoryStore, RejectedDelivery
+from streamkeeper.validation import describe
 
 LANDING_ENV = "STREAMKEEPER_LANDING"
 DEFAULT_LANDING = Path("data/landing")
@@ -112,6 +119,14 @@ def pending_files(landing: str | Path) -> Iterator[Path]:
                 yield Path(entry.path)
 
 
+MAX_FILE_BYTES = 256 * 1024 * 1024  # ours: far above the receiver's largest body (64 MiB)
+_NEWER_KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+class Poison(ValueError):
+    """A landing file that cannot be loaded, and why (it is quarantined, the others load)."""
+
+
 def load_landing(
     store: HistoryStore,
     landing: str | Path | None = None,
@@ -123,8 +138,15 @@ def load_landing(
     """Load finished landing files in batches; each batch's files are deleted after its commit.
 
     Event records go to ``events`` (`HistoryStore.load_events`), gap records (``kind: "gap"``) to
-    ``event_gaps``, both in one transaction per batch. A record of another ``kind`` (a newer type) is left
-    in place; a file that cannot be read as a record is moved to ``_rejected/``.
+    ``event_gaps``, both in one transaction per batch. A record of another ``kind`` (a newer type, a plain
+    name) is left in place. A file that cannot be loaded is **quarantined**: moved to ``_rejected/`` with a
+    ``.reason`` file beside it and recorded in ``rejected_deliveries`` (vendor, route, received_at, reason,
+    landing path), in the transaction of its batch; every other file of the batch loads. That covers a file
+    that is not a record (not JSON, not an object, a column missing or of the wrong type, a gap count beyond
+    a BIGINT) and one the store refuses when the batch is inserted: then the batch is split in halves and
+    each loaded on its own, down to the one file that fails (its reason is the store's own error, never the
+    aborted transaction's). An error that is not a file's (the disk, the lock) ends the load with nothing
+    quarantined; the files stay for the next run.
     """
     root = landing_dir(landing)
     report = SourceReport(source="landing")
@@ -134,39 +156,75 @@ def load_landing(
         if report.received >= max_events or watch.expired:
             break
         try:
-            record = json.loads(path.read_bytes())
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-            kind = record.get("kind") or "event"
-            if kind == "event":
-                batch.rows.append(landing_event(record))
-            elif kind == "gap":
-                batch.gaps.append(_gap(record))
-            else:
-                continue  # a newer record type: not ours to load or delete
+            item = _read(path)
         except FileNotFoundError:
             continue  # another loader took it
-        except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
-            _reject(root, path, str(exc))
-            report.received += 1
-            report.skipped += 1
-            continue
+        except Poison as poison:
+            batch.poison.append(_quarantine_row(root, path, str(poison)))
+        else:
+            if item is None:
+                continue  # a newer record type: not ours to load or delete
+            batch.items.append(item)
         report.received += 1
-        batch.files.append(path)
-        if len(batch.files) >= batch_size:
-            _commit(store, report, batch)
+        if batch.size >= batch_size:
+            _commit(store, report, root, batch)
             batch = _Batch()
-    if batch.files:
-        _commit(store, report, batch)
+    if batch.size:
+        _commit(store, report, root, batch)
     report.seconds = watch.elapsed
     return report
 
 
 @dataclass
+class _Item:
+    """A readable landing file: its path and what it holds (an events row or a gap)."""
+
+    path: Path
+    record: Row | EventGap
+
+
+@dataclass
 class _Batch:
-    files: list[Path] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
-    gaps: list[EventGap] = field(default_factory=list)
+    items: list[_Item] = field(default_factory=list)
+    poison: list[RejectedDelivery] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.items) + len(self.poison)
+
+
+def _read(path: Path) -> _Item | None:
+    """The record of a landing file; None for a newer record type; `Poison` for what cannot be loaded."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise Poison(f"the file is {size} bytes, over {MAX_FILE_BYTES}")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # e.g. no permission: it would fail every run, so it goes aside
+        raise Poison(f"cannot read the file: {exc.strerror}") from None
+    try:
+        record = json.loads(data)
+    except RecursionError:
+        raise Poison("not a landing record: JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise Poison(f"not JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise Poison("not a landing record: not a JSON object")
+    kind = record.get("kind") or "event"
+    try:
+        if kind == "event":
+            return _Item(path, landing_event(record))
+        if kind == "gap":
+            return _Item(path, _gap(record))
+    except ValidationError as exc:
+        raise Poison(f"{kind} record: {describe(exc)}") from None
+    except ValueError as exc:
+        raise Poison(f"{kind} record: {exc}") from None
+    if isinstance(kind, str) and _NEWER_KIND.match(kind):
+        return None
+    raise Poison(f"not a landing record: kind {kind!r} is not a record type")
 
 
 def _gap(record: Mapping[str, Any]) -> EventGap:
@@ -176,21 +234,122 @@ def _gap(record: Mapping[str, Any]) -> EventGap:
         raise ValueError("detected_at must be an ISO 8601 time")
     if detected is not None:
         values["detected_at"] = detected
+    for name in ("expected", "received"):
+        value = values.get(name)
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise ValueError(f"{name} {value} is beyond a BIGINT")
     return EventGap.model_validate(values)
 
 
-def _commit(store: HistoryStore, report: SourceReport, batch: _Batch) -> None:
-    """Events and gaps in one transaction; then (committed) the files may go."""
-    with store.writer() as con:
-        inserted = store.load_events(frame(batch.rows), con=con) if batch.rows else 0
-        gaps = _insert_gaps(con, batch.gaps)
-    report.loaded += inserted
-    report.duplicates += len(batch.rows) - inserted
+def _commit(store: HistoryStore, report: SourceReport, root: Path, batch: _Batch) -> None:
+    """Load a batch in one transaction; then (committed) delete its files and move its poison aside.
+
+    When the store refuses the batch for its data, each half is committed on its own, down to the files
+    that fail, which are quarantined with the store's error.
+    """
+    try:
+        with store.writer() as con:
+            loaded, duplicates, gaps = _insert(store, con, batch.items)
+            store.record_rejected(batch.poison, con=con)
+    except Exception as exc:
+        if not _data_error(exc) or not batch.items:
+            raise
+        if len(batch.items) == 1:
+            item = batch.items[0]
+            poison = [*batch.poison, _quarantine_row(root, item.path, f"refused by the store: {_cause(exc)}")]
+            _commit(store, report, root, _Batch(poison=poison))
+            return
+        half = len(batch.items) // 2
+        _commit(store, report, root, _Batch(items=batch.items[:half], poison=batch.poison))
+        _commit(store, report, root, _Batch(items=batch.items[half:]))
+        return
+    report.loaded += loaded
+    report.duplicates += duplicates
     report.gaps += gaps
+    report.quarantined += len(batch.poison)
     report.batches += 1
     after_commit(report.source)
-    for path in batch.files:
-        path.unlink(missing_ok=True)
+    for item in batch.items:
+        item.path.unlink(missing_ok=True)
+    for rejected in batch.poison:
+        _move_aside(root, rejected)
+
+
+def _insert(store: HistoryStore, con: Any, items: list[_Item]) -> tuple[int, int, int]:
+    """Insert the events (less those stored under a previous id) and the gaps; (loaded, dropped, gaps)."""
+    rows = [item.record for item in items if isinstance(item.record, dict)]
+    gaps = [item.record for item in items if isinstance(item.record, EventGap)]
+    kept, _ = drop_stored_previous(con, rows)
+    inserted = store.load_events(frame(kept), con=con) if kept else 0
+    return inserted, len(rows) - inserted, _insert_gaps(con, gaps)
+
+
+def _data_error(exc: BaseException | None) -> bool:
+    """Whether the store refused a batch for what it holds (a file's fault), not for the disk or the lock."""
+    if isinstance(exc, StoreError):
+        return False
+    if isinstance(exc, duckdb.TransactionException):  # "current transaction is aborted": look at why
+        return _data_error(exc.__context__)
+    return isinstance(
+        exc,
+        duckdb.DataError
+        | duckdb.IntegrityError
+        | duckdb.InvalidInputException
+        | ValueError
+        | TypeError
+        | OverflowError,
+    )
+
+
+def _cause(exc: BaseException) -> str:
+    """The store's own error, not the aborted transaction's that hides it (``finally: unregister``)."""
+    while isinstance(exc, duckdb.TransactionException) and exc.__context__ is not None:
+        exc = exc.__context__
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def _quarantine_row(root: Path, path: Path, reason: str) -> RejectedDelivery:
+    """The ``rejected_deliveries`` row of a file moved aside: what its record says of itself, if anything."""
+    record: dict[str, Any] = {}
+    try:
+        parsed = json.loads(path.read_bytes()) if path.stat().st_size <= MAX_FILE_BYTES else None
+        record = parsed if isinstance(parsed, dict) else {}
+    except (OSError, ValueError, RecursionError):
+        pass
+    relative = path.relative_to(root)
+
+    def text(name: str) -> str | None:
+        value = record.get(name)
+        return holdable(value) if isinstance(value, str) else None
+
+    received = parse_time(record.get("received_at") or record.get("detected_at"))
+    return RejectedDelivery(
+        vendor=text("vendor") or relative.parts[0],
+        route=text("route"),
+        delivery_id=text("delivery_id") or path.stem,
+        received_at=received,
+        reason=_printable(reason),
+        landing_path=str(root / REJECTED / relative),
+    )
+
+
+def _printable(reason: str) -> str:
+    """A reason as one printable line of at most 500 characters (it may quote a file's bytes)."""
+    line = " ".join(reason.split())
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+    return holdable(line if len(line) <= 500 else line[:497] + "...")
+
+
+def _move_aside(root: Path, rejected: RejectedDelivery) -> None:
+    """Move a quarantined file under ``_rejected/`` (same vendor/day layout) with its reason beside it."""
+    target = Path(rejected.landing_path)
+    source = root / target.relative_to(root / REJECTED)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        return  # moved already (a rerun after a crash between the commit and the move)
+    target.with_name(target.name + ".reason").write_text(rejected.reason + "\n")
 
 
 def _insert_gaps(con: Any, gaps: list[EventGap]) -> int:
@@ -200,40 +359,26 @@ def _insert_gaps(con: Any, gaps: list[EventGap]) -> int:
     rows = pd.DataFrame([gap.model_dump() for gap in gaps])
     rows["detected_at"] = pd.to_datetime(rows["detected_at"], utc=True)
     con.register("gap_batch", rows)
-    try:
-        before = con.execute("SELECT count(*) FROM event_gaps").fetchall()[0][0]
-        con.execute(
-            """
-            INSERT INTO event_gaps BY NAME
-            SELECT g.* FROM (
-                SELECT * FROM gap_batch
-                QUALIFY row_number() OVER (
-                    PARTITION BY vendor, stream, subscription_id, expected, received ORDER BY detected_at) = 1
-            ) AS g
-            WHERE NOT EXISTS (
-                SELECT 1 FROM event_gaps AS e
-                WHERE e.vendor = g.vendor AND e.stream = g.stream
-                  AND e.subscription_id IS NOT DISTINCT FROM g.subscription_id
-                  AND e.expected IS NOT DISTINCT FROM g.expected
-                  AND e.received IS NOT DISTINCT FROM g.received)
-            """
-        ).fetchall()
-        after = con.execute("SELECT count(*) FROM event_gaps").fetchall()[0][0]
-    finally:
-        con.unregister("gap_batch")
+    before = con.execute("SELECT count(*) FROM event_gaps").fetchall()[0][0]
+    con.execute(
+        """
+        INSERT INTO event_gaps BY NAME
+        SELECT g.* FROM (
+            SELECT * FROM gap_batch
+            QUALIFY row_number() OVER (
+                PARTITION BY vendor, stream, subscription_id, expected, received ORDER BY detected_at) = 1
+        ) AS g
+        WHERE NOT EXISTS (
+            SELECT 1 FROM event_gaps AS e
+            WHERE e.vendor = g.vendor AND e.stream = g.stream
+              AND e.subscription_id IS NOT DISTINCT FROM g.subscription_id
+              AND e.expected IS NOT DISTINCT FROM g.expected
+              AND e.received IS NOT DISTINCT FROM g.received)
+        """
+    ).fetchall()
+    after = con.execute("SELECT count(*) FROM event_gaps").fetchall()[0][0]
+    con.unregister("gap_batch")  # not in a `finally`: on an aborted transaction it would hide the error
     return int(after) - int(before)
-
-
-def _reject(root: Path, path: Path, reason: str) -> None:
-    """Move a bad file under ``_rejected/`` (same vendor/day layout) with the reason beside it."""
-    relative = path.relative_to(root)
-    target = root / REJECTED / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(path, target)
-    except FileNotFoundError:
-        return
-    target.with_name(target.name + ".reason").write_text(reason + "\n")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -5,8 +5,8 @@ delivery is at most once: a subscriber that resumes from an old timetoken, recon
 ~100 messages behind on a channel silently misses messages (measured on the emulator: a subscriber kept up
 with ~600 of 10,000 messages injected at full speed). History is the record. So a drain:
 
-1. reads the stored cursor of each channel (``pubnub:<stream_id>:<alias>``: every message of that channel
-   up to this timetoken is committed);
+1. reads the stored cursor of each channel (``pubnub:<stream_id>:<channel id>``: every message of that
+   channel up to this timetoken is committed);
 2. subscribes to every channel from the oldest cursor and collects live messages until the stream is idle,
    or `PubNubOptions.max_events` / `max_seconds` is reached, committing rows in batches (no cursor yet);
 3. catches up from history v3, per channel, over the window (cursor, high-water], paging back from the
@@ -19,7 +19,11 @@ needs no such care (the SDK reconnects by itself, and history covers what it mis
 
 Duplicates (a message both live and in history, the asyncio client's double delivery after a reconnect, a
 rerun after a crash before the cursor moved) are dropped in memory by (channel, timetoken) and in the store
-by (vendor, stream, event_id) with ``event_id = "<alias>:<timetoken>"``.
+by (vendor, stream, event_id) with ``event_id = "<channel id>:<timetoken>"``: the channel id is the alias
+and a digest of the whole channel name (`channel_id`), so two partners' ``sub1`` never share an id or a
+cursor. Before the digest was part of it the id was ``<alias>:<timetoken>`` and the cursor key
+``pubnub:<stream_id>:<alias>``: a row stored so is found by that previous id (`streamkeeper.ingest.identity`),
+and a cursor stored so is read while the new key has none.
 
 The channel alias is what the store keeps instead of the channel name, which holds the partner id (a
 secret): ``sub<N>`` (the channel's suffix), or a digest for a channel not named that way. Error messages
@@ -119,6 +123,19 @@ def channel_alias(channel: str) -> str:
     if match:
         return match.group(1)
     return "ch-" + hashlib.sha256(channel.encode()).hexdigest()[:16]
+
+
+def channel_id(channel: str, alias: str) -> str:
+    """What identifies a channel among every partner's: the alias, and a digest of the whole name.
+
+    PLT names channels ``<partnerId>_sub<N>``: two partners' ``sub1`` are two channels, and a stream id
+    two partners see would otherwise give them one cursor and one id space (the second partner's
+    catch-up skipping everything up to the first's cursor). The digest tells them apart without the
+    partner id (a secret): ``sub1~3fa9c2d1e0b4``. An alias that is a digest already is kept as it is.
+    """
+    if alias.startswith("ch-"):
+        return alias
+    return f"{alias}~{hashlib.sha256(channel.encode()).hexdigest()[:12]}"
 
 
 def channel_aliases(channels: Iterable[str]) -> dict[str, str]:
@@ -239,8 +256,10 @@ class _Listener(SubscribeCallback):
 @dataclass(frozen=True)
 class _Channel:
     stream: PubNubStream
-    alias: str
+    alias: str  # in messages: ``sub1``
+    identity: str  # in event ids and cursor keys: ``sub1~3fa9c2d1e0b4`` (see `channel_id`)
     key: str
+    previous_key: str  # the cursor key before the partner was part of it: read when `key` is not stored
 
 
 class _Drain:
@@ -256,11 +275,22 @@ class _Drain:
         self.channels: dict[str, _Channel] = {}
         for stream in streams:
             for name, alias in channel_aliases(stream.channels).items():
-                self.channels.setdefault(name, _Channel(stream, alias, cursor_key(stream.stream_id, alias)))
+                identity = channel_id(name, alias)
+                self.channels.setdefault(
+                    name,
+                    _Channel(
+                        stream,
+                        alias,
+                        identity,
+                        cursor_key(stream.stream_id, identity),
+                        cursor_key(stream.stream_id, alias),
+                    ),
+                )
         stored = store.cursors(f"{CURSOR_PREFIX}:")
-        self.cursors: dict[str, int | None] = {
-            name: int(stored[ch.key]) if ch.key in stored else None for name, ch in self.channels.items()
-        }
+        self.cursors: dict[str, int | None] = {}
+        for name, ch in self.channels.items():
+            position = stored.get(ch.key, stored.get(ch.previous_key))
+            self.cursors[name] = int(position) if position is not None else None
         self.seen: set[tuple[str, int]] = set()
         self.pending: list[Row] = []
         self.retry = RetryPolicy(backoff_base=options.read_backoff_seconds, backoff_max=8.0)
@@ -367,6 +397,7 @@ class _Drain:
             plt_event(
                 stream_id=stream.stream_id,
                 channel_alias=channel.alias,
+                channel_id=channel.identity,
                 timetoken=timetoken,
                 message=message,
                 received_at=received_at,
@@ -437,6 +468,7 @@ __all__ = [
     "PubNubStream",
     "channel_alias",
     "channel_aliases",
+    "channel_id",
     "cursor_key",
     "drain_pubnub",
     "plt_streams",

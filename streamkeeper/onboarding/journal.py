@@ -172,10 +172,17 @@ class Journal:
         return [f"{r.step}: {n}" for r in latest.values() for n in r.needs_human]
 
     def failed(self) -> StepRecord | None:
-        return next((r for r in reversed(self.records) if r.status == "failed"), None)
+        """The last step whose latest record failed (a code rejected and then accepted is no failure)."""
+        return next((r for r in reversed(self.latest()) if r.status == "failed"), None)
+
+    def latest(self) -> list[StepRecord]:
+        """Each step's latest record, in the order the steps first ran (a step asked for a code again, or
+        waiting and then done, shows once, as it stands)."""
+        return list({r.step: r for r in self.records}.values())  # a later record replaces, in place
 
     def markdown(self, title: str | None = None) -> str:
-        """The run's report: every step, what was created, what was already done, what needs a human."""
+        """The run's report as it stands: each step's latest status, what was created, what was already
+        done, what needs a human (no stale "waiting" row once the step went on)."""
         out = [f"# {title or 'Onboarding ' + self.org_key}", ""]
         if self.org_id:
             out += [f"Stream organisation `{self.org_id}` (provider id `{self.org_key}`).", ""]
@@ -183,7 +190,7 @@ class Journal:
         if failed is not None:
             out += [f"**Failed:** {_md(failed.error or failed.step)}", ""]
         out += ["| step | status | created | already done | notes | ms |", "|---|---|---|---|---|---|"]
-        for r in self.records:
+        for r in self.latest():
             notes = [*r.notes, *(f"needs a human: {n}" for n in r.needs_human)]
             if r.error:
                 notes.insert(0, r.error)

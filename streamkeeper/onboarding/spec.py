@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from streamkeeper.errors import ConfigError
 from streamkeeper.validation import field_path
 from streamkeeper.vendors.stream import Role, Scope
-from streamkeeper.yamlspec import Loc, parse_yaml, validate_model
+from streamkeeper.yamlspec import Loc, one_line, parse_yaml, read_spec_file, validate_model
 
 PARTNER_TOKEN_SCOPES: tuple[Scope, ...] = ("onboarding",)
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -164,20 +164,14 @@ def _check(spec: OnboardingSpec, lines: dict[Loc, int], source: str) -> Onboardi
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
             where = f"{source}:{line}" if line else source
             messages.append(f"{where}: {field_path(loc)}: {message}")
-        raise ConfigError("; ".join(messages))
+        raise ConfigError(one_line("; ".join(messages)))
     return spec
 
 
 def load_spec(path: Path | str) -> OnboardingSpec:
     """Read and validate an onboarding spec file; `ConfigError` names the file, line and field."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"spec file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read spec file {path}: {exc.strerror}") from None
-    return load_spec_text(text, source=path.name)
+    return load_spec_text(read_spec_file(path), source=one_line(path.name))
 
 
 def load_spec_text(text: str, source: str = "<inline spec>") -> OnboardingSpec:

@@ -162,6 +162,18 @@ def start_integration(
     return onboarding
 
 
+class CodeRejected(OnboardingError):
+    """Stream refused the merchant's OAuth code (unknown, used or expired): asking again may help.
+
+    Attributes:
+        reason: Stream's error code and detail, e.g. ``invalid_code: unknown OAuth code for this onboarding``.
+    """
+
+    def __init__(self, step: str, message: str, reason: str) -> None:
+        super().__init__(step, message)
+        self.reason = reason
+
+
 def authorise_hint(onboarding: Onboarding, source: str) -> str:
     where = onboarding.entry_url or "the integration's entry_url"
     return f"the merchant authorises {source} at {where}; the code comes back on the return URL (?code=...)"
@@ -173,8 +185,9 @@ def complete_integration(
     """Check the integration's status; if pending, complete it with the merchant's OAuth `code`, then check.
 
     Raises:
-        OnboardingError: no code for a pending integration, the code was rejected (expired, used,
-            unknown), or the integration is still not active afterwards.
+        CodeRejected: Stream refused the code (expired, used, unknown).
+        OnboardingError: no code for a pending integration, or the integration is still not active
+            afterwards.
     """
     source = onboarding.source or "?"
     kind = onboarding.type or "?"
@@ -191,18 +204,20 @@ def complete_integration(
         raise OnboardingError(
             step.step,
             f"the {source} integration is {current.status} and no OAuth code was given: "
-            f"{authorise_hint(current, source)}, then pass the code",
+            f"{authorise_hint(current, source)}, then give the code",
         )
     value = code.get_secret_value() if isinstance(code, SecretStr) else code
     try:
         client.complete_integration(onboarding.id, value)
     except Conflict as exc:
         if exc.code in ("invalid_code", "code_expired") or exc.status == 422:
-            reason = "expired" if exc.code == "code_expired" else "rejected"
-            raise OnboardingError(
+            verdict = "expired" if exc.code == "code_expired" else "rejected"
+            reason = f"{exc.code}: {exc.detail}"
+            raise CodeRejected(
                 step.step,
-                f"the OAuth code for {source} was {reason} by Stream ({exc.code}: {exc.detail}); "
-                f"{authorise_hint(current, source)} again, then pass the new code",
+                f"the OAuth code for {source} was {verdict} by Stream ({reason}); "
+                f"{authorise_hint(current, source)} again, then give the new code",
+                reason=reason,
             ) from exc
         raise
     checked = client.get_integration(onboarding.id)
@@ -512,6 +527,7 @@ def _key(item: Any) -> str:
 
 
 __all__ = [
+    "CodeRejected",
     "SSOLink",
     "TokenVault",
     "authorise_hint",

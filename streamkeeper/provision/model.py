@@ -41,6 +41,7 @@ class Resource(BaseModel):
             applied spec in the history, never with the vendor.
         desired: the spec entry as JSON (block names, never secrets).
         observed: the vendor's answer as JSON (secrets masked).
+        owner: the flow the history records as its owner, when not the spec (e.g. ``onboard-organization``).
     """
 
     vendor: str
@@ -57,6 +58,7 @@ class Resource(BaseModel):
     desired: dict[str, Any] | None = None
     observed: dict[str, Any] | None = None
     etag: str | None = None
+    owner: str | None = None
 
     def label(self) -> str:
         return self.name or f"(id {self.id})"
@@ -113,6 +115,8 @@ class Plan(BaseModel):
     Attributes:
         changes: one per declared resource and per resource to delete (``noop`` ones included).
         unmanaged: what the vendors hold that no spec entry names, left alone (deleted with ``prune``).
+        owned_elsewhere: what the vendors hold that another flow owns (the history's ``owner``, e.g. the
+            feature-flag targeting onboard-organization made): that flow's to keep, never pruned.
         vanished: what the history holds as current but the vendor no longer does (deleted or expired
             behind streamkeeper's back): applying records each as deleted, without a vendor call.
         errors: problems found while planning; a plan with errors is not applied.
@@ -121,6 +125,7 @@ class Plan(BaseModel):
 
     changes: list[Change] = Field(default_factory=list)
     unmanaged: list[Resource] = Field(default_factory=list)
+    owned_elsewhere: list[Resource] = Field(default_factory=list)
     vanished: list[Resource] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
     prune: bool = False
@@ -148,6 +153,9 @@ class Plan(BaseModel):
         )
         if self.unmanaged:
             text += f"; {len(self.unmanaged)} not in the spec (left alone{'' if self.prune else ' without --prune'})"
+        if self.owned_elsewhere:
+            owners = ", ".join(sorted({r.owner or "?" for r in self.owned_elsewhere}))
+            text += f"; {len(self.owned_elsewhere)} owned by {owners} (left alone)"
         if self.vanished:
             text += f"; {len(self.vanished)} gone at the vendor (recorded as deleted on apply)"
         if self.errors:
@@ -166,6 +174,11 @@ class Plan(BaseModel):
             lines.append(
                 f"  ! not in spec {resource.vendor}/{resource.account} {resource.type} "
                 f"{resource.label()} ({resource.kind or ''}): left alone; --prune deletes it"
+            )
+        for resource in self.owned_elsewhere[:limit]:
+            lines.append(
+                f"  = owned by {resource.owner} {resource.vendor}/{resource.account} {resource.type} "
+                f"{resource.label()} ({resource.kind or ''}): left alone, also with --prune"
             )
         for resource in self.vanished[:limit]:
             lines.append(
@@ -202,6 +215,8 @@ class Plan(BaseModel):
             part(c.vendor, c.account).changes.append(c)
         for r in self.unmanaged:
             part(r.vendor, r.account).unmanaged.append(r)
+        for r in self.owned_elsewhere:
+            part(r.vendor, r.account).owned_elsewhere.append(r)
         for r in self.vanished:
             part(r.vendor, r.account).vanished.append(r)
         return parts
@@ -211,6 +226,7 @@ class Plan(BaseModel):
         return cls(
             changes=[c for p in plans for c in p.changes],
             unmanaged=[r for p in plans for r in p.unmanaged],
+            owned_elsewhere=[r for p in plans for r in p.owned_elsewhere],
             vanished=[r for p in plans for r in p.vanished],
             errors=[e for p in plans for e in p.errors],
             prune=any(p.prune for p in plans),

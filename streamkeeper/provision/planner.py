@@ -4,6 +4,8 @@ Planning only reads (each adapter's `read` lists what the vendor holds); it neve
 
 - in the spec only: ``create``;
 - at the vendor only: ``delete`` with prune, otherwise reported in `Plan.unmanaged` and left alone;
+  unless the history records another flow as its owner: then it is that flow's (`Plan.owned_elsewhere`),
+  never deleted and never "not in the spec";
 - both, with differences: ``update``, or ``replace`` where the vendor cannot change a field in place;
 - both, the same: ``noop``, or ``adopt`` when the history does not know the vendor's resource yet (a
   differing one is adopted and updated: `Change.adopt`).
@@ -37,13 +39,17 @@ def plan_connection(adapter: Adapter, known: Known | None = None, prune: bool = 
     desired, errors = adapter.desired(actual)
     changes: list[Change] = []
     unmanaged: list[Resource] = []
+    owned_elsewhere: list[Resource] = []
     for d, a in adapter.match(desired, actual, known):
         if d is not None and a is not None:
             changes.append(_compare(adapter, d, a, known))
         elif d is not None:
             changes.append(_change("create", adapter, d, None))
         elif a is not None:
-            if prune:
+            entry = known.by_id(adapter.vendor, adapter.account, a.id) if known is not None else None
+            if entry is not None and entry.owner is not None:
+                owned_elsewhere.append(a.model_copy(update={"owner": entry.owner}))
+            elif prune:
                 changes.append(_change("delete", adapter, None, a, reason="not in the spec"))
             else:
                 unmanaged.append(a)
@@ -53,6 +59,7 @@ def plan_connection(adapter: Adapter, known: Known | None = None, prune: bool = 
     return Plan(
         changes=changes,
         unmanaged=unmanaged,
+        owned_elsewhere=owned_elsewhere,
         vanished=vanished,
         errors=[e if e.startswith(prefix) else prefix + e for e in errors],
         prune=prune,

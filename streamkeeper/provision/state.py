@@ -1,9 +1,10 @@
 """What the history store says streamkeeper manages: the current subscription ids and their names.
 
-The planner uses it three ways: a vendor resource found by name but absent from the history is *adopted*
+The planner uses it four ways: a vendor resource found by name but absent from the history is *adopted*
 (recorded) rather than silently taken over; a vendor that keeps no name (Equinix) is matched by the id the
-history remembers for the name; and references the vendor never returns (secret block names) are compared
-with the spec that was last applied.
+history remembers for the name; references the vendor never returns (secret block names) are compared
+with the spec that was last applied; and what another flow owns (its ``owner``, e.g. the feature-flag
+targeting onboard-organization made) is left to that flow: neither "not in the spec" nor pruned.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class KnownResource(BaseModel):
     name: str | None = None
     kind: str | None = None
     desired: dict[str, Any] | None = None  # the last spec applied to it
+    owner: str | None = None
+    """The flow that owns it when not the spec (e.g. ``onboard-organization``): never drift, never pruned."""
 
 
 class Known(BaseModel):
@@ -73,7 +76,7 @@ def known_from_store(store: HistoryStore, vendor: str | None = None, account: st
             SELECT vendor, account, subscription_id, arg_max(desired, valid_from) AS desired
             FROM subscriptions WHERE desired IS NOT NULL GROUP BY ALL
         )
-        SELECT c.vendor, c.account, c.subscription_id, c.name, c.kind, d.desired
+        SELECT c.vendor, c.account, c.subscription_id, c.name, c.kind, d.desired, c.owner
         FROM current_subscriptions AS c
         LEFT JOIN last_desired AS d USING (vendor, account, subscription_id)
         WHERE (? IS NULL OR c.vendor = ?) AND (? IS NULL OR c.account = ?)
@@ -93,6 +96,7 @@ def known_from_store(store: HistoryStore, vendor: str | None = None, account: st
                 name=row.name if isinstance(row.name, str) else None,
                 kind=row.kind if isinstance(row.kind, str) else None,
                 desired=desired if isinstance(desired, dict) else None,
+                owner=row.owner if isinstance(row.owner, str) else None,
             )
         )
     return Known(resources=resources)

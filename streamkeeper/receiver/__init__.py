@@ -5,6 +5,7 @@ It authenticates each sender, writes every accepted delivery durably to the land
 Prefect here. See docs/receiver.md.
 
     app = create_app(load_config("receiver.yaml"), landing=Path("data/landing"))
+    ReceiverServer(app, port=8099).run()   # uvicorn with the limits on slow and idle clients
 """
 
 from streamkeeper.receiver.app import Receiver, create_app
@@ -17,12 +18,14 @@ from streamkeeper.receiver.config import (
     load_config,
 )
 from streamkeeper.receiver.landing import LandingArea, landing_dir, read_records
+from streamkeeper.receiver.server import ReceiverServer
 
 __all__ = [
     "DMAConsumer",
     "LandingArea",
     "ReceiverConfig",
     "Receiver",
+    "ReceiverServer",
     "StreamWebhook",
     "ThingSpaceTarget",
     "config_from_spec",

@@ -7,13 +7,19 @@ Routes (the names come from the `ReceiverConfig`):
 - ``POST /thingspace/<name>``: a ThingSpace ``streamrest`` delivery (one message, or a list when the
   subscription allows aggregation), Basic or bearer credentials of the target;
 - ``POST /stream/<name>``: a Stream webhook, ``X-Stream-Signature`` = hex HMAC-SHA256 of the body;
+- ``POST /equinix/<name>``: an Equinix SmartView push (a WEBHOOK channel over mutual TLS, or the streams
+  API's PUSH with its token), see `streamkeeper.receiver.equinix`;
 - ``GET  /healthz``: 200 and counters.
 
 Answers: 200 once every record of the delivery is durable in the landing area; 401 bad credentials or
 signature; 413 body over ``max_body_bytes`` (at once when Content-Length says so, else as soon as the
-streamed body passes the limit); 400 malformed JSON or a body that is not the vendor's shape; 404 unknown
-name. Nothing lands for a 4xx. Credentials are compared in constant time, never logged or stored; headers
-are never stored.
+streamed body passes the limit); 408 a body that stalls for ``body_timeout_seconds``; 400 malformed JSON
+(strict: no NaN or Infinity, no number beyond a double, no unpaired UTF-16 surrogate), a body that is not
+the vendor's shape, or a value the history store could not hold (every record is validated by the landing
+models before it is written); 404 unknown name. Nothing lands for a 4xx. Credentials are compared in
+constant time, never logged or stored; headers are never stored; untrusted values (route names, ids) are
+logged escaped, never raw. Connection limits (slow headers, idle connections, the connection cap with its
+503) are the server's: `streamkeeper.receiver.server`.
 """
 
 from __future__ import annotations
@@ -21,28 +27,39 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from streamkeeper.receiver.config import ReceiverConfig
-from streamkeeper.receiver.landing import LandingArea, landing_dir, new_delivery_id
+from streamkeeper.receiver.landing import (
+    BIGINT_MAX,
+    EventRecord,
+    GapRecord,
+    LandingArea,
+    landing_dir,
+    new_delivery_id,
+)
 from streamkeeper.receiver.sequence import SequenceStates, body_digest, classify
+from streamkeeper.timestamps import parse_time
+from streamkeeper.validation import describe
 from streamkeeper.vendors.http.redact import register_secret
 from streamkeeper.vendors.stream import verify_webhook_signature
 
@@ -67,37 +84,94 @@ def _now() -> datetime:
 
 
 def _iso(value: Any) -> str | None:
-    """A sender's timestamp as ISO 8601 (UTC), or None when absent or unreadable."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        if isinstance(value, int | float):
-            seconds = value / 1000 if value > 1e11 else value  # ours: milliseconds when that large
-            return datetime.fromtimestamp(seconds, UTC).isoformat()
-        if isinstance(value, str) and value.strip():
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
+    """A sender's timestamp as ISO 8601 (UTC), or None when absent, unreadable or a sender's "unset"."""
+    parsed = parse_time(value)
+    return parsed.isoformat() if parsed else None
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9._:@/+-]{0,120}$")
+
+
+def untrusted(value: Any) -> str:
+    """A sender's value as it may go into a log line: plain when it is a plain token, else its escaped repr
+    (cut to 120 characters), so a newline or an escape sequence cannot forge or colour a line."""
+    text = value if isinstance(value, str) else repr(value)
+    if _PLAIN.match(text):
+        return text
+    quoted = repr(text)
+    return quoted if len(quoted) <= 120 else quoted[:117] + "..."
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise Reject(400, "number_out_of_range", "a JSON number is beyond what a double holds")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
-    """Strict JSON (no NaN/Infinity); a 400 otherwise."""
+    """Strict JSON: no NaN/Infinity, no number beyond a double, no unpaired surrogate; a 400 otherwise."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise Reject(400, "malformed_json", "the body is not valid JSON") from None
+    if _has_lone_surrogate(value):
+        raise Reject(400, "unpaired_surrogate", "a JSON string holds an unpaired UTF-16 surrogate")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (key or value) holds a surrogate that is not half of a pair (not UTF-8 text)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _content_hash(value: Any) -> str:
     """A stable id for an event that has none: the digest of its canonical JSON (ours)."""
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _id(value: Any) -> str | None:
+    """A sender's id field as text: a non-empty string or an integer; anything else is no id."""
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _scalar(value: Any) -> str | None:
+    """A short descriptive field (a type, an action) as text, or None when it is not a scalar."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def ascii_header(request: Request, name: str) -> str | None:
+    """A credential header's value, or None when absent or not ASCII (it cannot match, and comparing a
+    non-ASCII ``str`` in constant time raises)."""
+    value = request.headers.get(name)
+    return value if value is not None and value.isascii() else None
 
 
 def _equal(given: str, expected: SecretStr | str) -> bool:
@@ -149,8 +223,11 @@ class Receiver:
         """Release the landing directory (the lock)."""
         self.landing.close()
 
-    # -- plumbing ------------------------------------------------------------------------------------------
+    # -- plumbing: what every route gets ---------------------------------------------------------------------
     def endpoint(self, vendor: str, handler: Callable[[Request, str], Awaitable[Response]]) -> Any:
+        """A route of `vendor`: a `Reject` becomes its 4xx (logged with the values escaped), a client that
+        goes away mid-body a 400 that no one reads; nothing lands for either."""
+
         async def run(request: Request) -> Response:
             name = request.path_params["name"]
             try:
@@ -158,9 +235,11 @@ class Receiver:
             except Reject as reject:
                 self.counts[f"{vendor}.{reject.status}"] += 1
                 client = request.client.host if request.client else "-"
-                log.warning("%s/%s: %d %s (from %s)", vendor, name, reject.status, reject.code, client)
+                log.warning(
+                    "%s/%s: %d %s (from %s)", vendor, untrusted(name), reject.status, reject.code, client
+                )
                 headers = dict(reject.headers)
-                if reject.status == 413:
+                if reject.status in (408, 413):
                     headers["Connection"] = "close"  # the rest of the body is not read
                 return JSONResponse(
                     {"error": reject.code, "message": reject.message}, reject.status, headers=headers
@@ -173,31 +252,43 @@ class Receiver:
         return run
 
     async def read_body(self, request: Request) -> bytes:
-        """The body, refused with 413 once it passes the limit (before reading it when Content-Length does)."""
+        """The body: 413 once it passes the limit (before reading it when Content-Length says so), 408 when
+        no part of it arrives for ``body_timeout_seconds``."""
         limit = self.config.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                raise Reject(400, "bad_content_length", "Content-Length is not a number") from None
-            if size > limit:
+            if not (declared.isascii() and declared.strip().isdigit()):
+                raise Reject(400, "bad_content_length", "Content-Length is not a number")
+            if int(declared) > limit:
                 raise Reject(413, "body_too_large", f"the body is over {limit} bytes")
         chunks: list[bytes] = []
         received = 0
-        async for chunk in request.stream():
+        stream = request.stream()
+        while True:
+            try:
+                async with asyncio.timeout(self.config.body_timeout_seconds):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise Reject(
+                    408, "body_timeout", f"no part of the body came for {self.config.body_timeout_seconds} s"
+                ) from None
             received += len(chunk)
             if received > limit:
                 raise Reject(413, "body_too_large", f"the body is over {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def land(self, records: list[dict[str, Any]]) -> None:
-        await anyio.to_thread.run_sync(self.landing.write, records)
+    async def land(self, records: Sequence[EventRecord | GapRecord]) -> None:
+        """Write a delivery's records durably (all validated already: they are landing models)."""
+        rows = [record.model_dump(mode="json", exclude_none=False) for record in records]
+        await anyio.to_thread.run_sync(self.landing.write, rows)
 
     def _event(
         self,
         vendor: str,
+        route: str,
         stream: str,
         event_id: str,
         received: datetime,
@@ -208,26 +299,29 @@ class Receiver:
         event_type: Any = None,
         occurred_at: str | None = None,
         delivery_id: str | None = None,
-    ) -> dict[str, Any]:
-        return {
-            "kind": "event",
-            "delivery_id": delivery_id or new_delivery_id(received),
-            "vendor": vendor,
-            "stream": stream,
-            "event_id": event_id,
-            "subscription_id": subscription_id,
-            "account": account,
-            "event_type": None if event_type is None else str(event_type),
-            "occurred_at": occurred_at,
-            "received_at": received.isoformat(),
-            "payload": payload,
-        }
+        previous_event_id: str | None = None,
+    ) -> EventRecord:
+        """An event record; a value the store could not hold is a 400 naming the field (never its value)."""
+        return _record(
+            EventRecord,
+            delivery_id=delivery_id or new_delivery_id(received),
+            vendor=vendor,
+            route=route,
+            stream=stream,
+            event_id=event_id,
+            previous_event_id=previous_event_id,
+            subscription_id=subscription_id,
+            account=account,
+            event_type=_scalar(event_type),
+            occurred_at=occurred_at,
+            received_at=received,
+            payload=payload,
+        )
 
-    def _accepted(self, vendor: str, records: list[dict[str, Any]], **more: Any) -> Response:
+    def _accepted(self, vendor: str, records: list[EventRecord], **more: Any) -> Response:
         self.counts[f"{vendor}.accepted"] += 1
         self.counts[f"{vendor}.events"] += len(records)
-        event_ids = [r["event_id"] for r in records if r.get("kind") == "event"]
-        return JSONResponse({"status": "accepted", "event_ids": event_ids, **more})
+        return JSONResponse({"status": "accepted", "event_ids": [r.event_id for r in records], **more})
 
     # -- DMA -----------------------------------------------------------------------------------------------
     async def dma_validate(self, request: Request) -> Response:
@@ -239,7 +333,7 @@ class Receiver:
         consumer = self.config.dma.get(name)
         if consumer is None:
             raise Reject(404, "not_found", "no such consumer")
-        if not check_basic(request.headers.get("authorization"), consumer.username, consumer.password):
+        if not check_basic(ascii_header(request, "authorization"), consumer.username, consumer.password):
             raise Reject(
                 401, "unauthorized", "bad credentials", {"WWW-Authenticate": 'Basic realm="receiver"'}
             )
@@ -248,40 +342,36 @@ class Receiver:
             raise Reject(400, "not_a_notification", "the body is not a JSON object")
         fields = {_hyphenated(k): v for k, v in body.items()}
         subscription_id = _dma_subscription_id(fields)
-        seq = fields.get("sequence-number")
-        if isinstance(seq, str) and seq.strip().isdigit():
-            seq = int(seq)
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise Reject(400, "not_a_notification", "sequence-number is missing or not a positive integer")
+        seq = _sequence_number(fields.get("sequence-number"))
         received = _now()
         key = (name, subscription_id)
         lock = self._dma_locks.setdefault(key, asyncio.Lock())
         async with lock:
             state = await anyio.to_thread.run_sync(self.sequences.load, name, subscription_id)
             verdict = classify(state, seq, body_digest(body), int(time.time() * 1000))
-            records: list[dict[str, Any]] = []
+            records: list[EventRecord | GapRecord] = []
             if verdict.gap is not None:
                 gap = verdict.gap
                 records.append(
-                    {
-                        "kind": "gap",
-                        "delivery_id": "gap-"
+                    _record(
+                        GapRecord,
+                        delivery_id="gap-"
                         + hashlib.sha256(
                             f"{name}|{subscription_id}|{verdict.epoch}|{gap.expected}|{gap.received}".encode()
                         ).hexdigest()[:24],
-                        "vendor": "dma",
-                        "stream": name,
-                        "subscription_id": subscription_id,
-                        "expected": gap.expected,
-                        "received": gap.received,
-                        "detail": gap.detail,
-                        "detected_at": received.isoformat(),
-                    }
+                        vendor="dma",
+                        stream=name,
+                        subscription_id=subscription_id,
+                        expected=gap.expected,
+                        received=gap.received,
+                        detail=gap.detail,
+                        detected_at=received,
+                    )
                 )
                 log.warning(
                     "dma/%s: subscription %s: notifications %d..%d not received (%s)",
                     name,
-                    subscription_id,
+                    untrusted(subscription_id),
                     gap.expected,
                     gap.received - 1,
                     gap.detail,
@@ -290,11 +380,12 @@ class Receiver:
                 log.info(
                     "dma/%s: subscription %s: numbering restarted (epoch %d)",
                     name,
-                    subscription_id,
+                    untrusted(subscription_id),
                     verdict.epoch,
                 )
             event = self._event(
                 "dma",
+                f"/dma/{name}",
                 name,
                 verdict.event_id(subscription_id),
                 received,
@@ -319,7 +410,7 @@ class Receiver:
         target = self.config.thingspace.get(name)
         if target is None:
             raise Reject(404, "not_found", "no such target")
-        header = request.headers.get("authorization")
+        header = ascii_header(request, "authorization")
         if target.bearer_token is not None:
             ok = check_bearer(header, target.bearer_token)
         else:
@@ -338,21 +429,28 @@ class Receiver:
             if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
                 raise Reject(400, "not_a_message", "a message is not an object with a data object")
             data = message["data"]
-            event_id = data.get("id") or data.get("transactionid") or _content_hash(message)
+            kind = message.get("kind") or data.get("kind") or "ts.event"
+            if not isinstance(kind, str):
+                raise Reject(400, "not_a_message", "kind is not a string")
+            vendor_id = _id(data.get("id")) or _id(data.get("transactionid")) or _content_hash(message)
             records.append(
                 self._event(
                     "thingspace",
-                    str(message.get("kind") or data.get("kind") or "ts.event"),
-                    str(event_id),
+                    f"/thingspace/{name}",
+                    kind,
+                    # the target is part of the identity: the same data.id on two targets (two accounts)
+                    # is two events; `previous_event_id` is the id before the target was part of it
+                    f"{name}:{vendor_id}",
                     received,
                     message,
                     account=target.account,
                     event_type=message.get("action"),
                     occurred_at=_iso(data.get("createdon")),
                     delivery_id=base_id if len(messages) == 1 else f"{base_id}-{index}",
+                    previous_event_id=vendor_id,
                 )
             )
-        await self.land(records)
+        await self.land(list(records))
         return self._accepted("thingspace", records)
 
     # -- Stream --------------------------------------------------------------------------------------------
@@ -361,17 +459,17 @@ class Receiver:
         if webhook is None:
             raise Reject(404, "not_found", "no such webhook")
         raw = await self.read_body(request)
-        if not verify_webhook_signature(raw, webhook.secret, request.headers.get(SIGNATURE_HEADER)):
+        if not verify_webhook_signature(raw, webhook.secret, ascii_header(request, SIGNATURE_HEADER)):
             raise Reject(401, "bad_signature", f"{SIGNATURE_HEADER} does not match the body")
         body = parse_json(raw)
         if not isinstance(body, dict):
             raise Reject(400, "not_an_event", "the body is not a JSON object")
         received = _now()
-        event_id = body.get("id") or _content_hash(body)
         record = self._event(
             "stream",
-            name,
-            str(event_id),
+            f"/stream/{name}",
+            name,  # the webhook (one organisation's) is the stream: it is part of the identity already
+            _id(body.get("id")) or _content_hash(body),
             received,
             body,
             account=webhook.account,
@@ -386,6 +484,30 @@ class Receiver:
         return JSONResponse({"status": "ok", "counts": dict(self.counts)})
 
 
+R = TypeVar("R", EventRecord, GapRecord)
+
+
+def _record(model: type[R], **fields: Any) -> R:
+    """A landing record, or a 400 naming the fields the store could not hold."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise Reject(400, "invalid_value", describe(exc)) from None
+
+
+def _sequence_number(value: Any) -> int:
+    """A DMA ``sequence-number``: an integer (or ASCII digits) in 1 .. 2**63-1 (the BIGINT of event_gaps)."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip()) if len(value.strip()) <= 19 else BIGINT_MAX + 1
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= BIGINT_MAX:
+        raise Reject(
+            400,
+            "not_a_notification",
+            "sequence-number is missing or not an integer in 1..9223372036854775807",
+        )
+    return value
+
+
 def _hyphenated(key: str) -> str:
     """``sequenceNumber`` (the JSON representation) -> ``sequence-number`` (the documented name)."""
     return "".join("-" + c.lower() if c.isupper() else c for c in key)
@@ -394,10 +516,16 @@ def _hyphenated(key: str) -> str:
 def _dma_subscription_id(fields: dict[str, Any]) -> str:
     given = fields.get("subscription-identifier")
     if given not in (None, ""):
-        return str(given)
+        identifier = _id(given)
+        if identifier is None:
+            raise Reject(400, "not_a_notification", "subscription-identifier is not a string or an integer")
+        return identifier
     url = fields.get("subscription-url")
     if isinstance(url, str) and url.strip():
-        last = urlsplit(url.strip()).path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            last = urlsplit(url.strip()).path.rstrip("/").rsplit("/", 1)[-1]
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise Reject(400, "not_a_notification", "subscription-url is not a URL") from None
         if last:
             return last
     raise Reject(400, "not_a_notification", "no subscription-url or subscription-identifier")
@@ -413,6 +541,8 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 def create_app(config: ReceiverConfig, landing: Path | None = None) -> Starlette:
     """The receiver's ASGI app; ``app.state.receiver`` is its `Receiver` (call ``close()`` when done)."""
+    from streamkeeper.receiver.equinix import equinix_push
+
     receiver = Receiver(config, landing)
     routes = [
         Route("/healthz", receiver.health, methods=["GET"]),
@@ -420,6 +550,11 @@ def create_app(config: ReceiverConfig, landing: Path | None = None) -> Starlette
         Route("/dma/{name}", receiver.endpoint("dma", receiver.dma_notify), methods=["POST"]),
         Route("/thingspace/{name}", receiver.endpoint("thingspace", receiver.thingspace), methods=["POST"]),
         Route("/stream/{name}", receiver.endpoint("stream", receiver.stream), methods=["POST"]),
+        Route(
+            "/equinix/{name}",
+            receiver.endpoint("equinix", functools.partial(equinix_push, receiver)),
+            methods=["POST"],
+        ),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.receiver = receiver

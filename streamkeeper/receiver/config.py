@@ -3,6 +3,10 @@
 A YAML file (``streamkeeper receive --config FILE``) or a `ReceiverConfig` built in code (the demo)::
 
     max_body_bytes: 1048576
+    header_timeout_seconds: 10    # limits of slow and idle clients, see streamkeeper.receiver.server
+    body_timeout_seconds: 30
+    idle_timeout_seconds: 30
+    max_connections: 256          # beyond: 503 with Retry-After (retry_after_seconds)
     dma:                          # POST /dma/<name>: DMA notifications, Basic credentials
       conferences:
         account: dma-east         # optional: stored in events.account
@@ -17,6 +21,12 @@ A YAML file (``streamkeeper receive --config FILE``) or a `ReceiverConfig` built
     stream:                       # POST /stream/<name>: webhooks signed with X-Stream-Signature
       orders:
         secret: ${STREAMKEEPER_RECEIVER_STREAM_SECRET}
+    equinix:                      # POST /equinix/<name>: Equinix SmartView pushes
+      paris:                      # a WEBHOOK channel: mutual TLS, Equinix's client certificate pinned
+        account: demo-equinix
+        client_certificate_sha256: ["3f:a1:..."]
+      org:                        # the streams API's PUSH config: its token, as a bearer
+        token: ${STREAMKEEPER_RECEIVER_EQUINIX_TOKEN}
 
 A secret field holding ``${NAME}`` takes the value of the environment variable NAME (an error names the
 field and the variable, never a value). Secrets are `SecretStr` and are only unwrapped to compare them.
@@ -122,6 +132,41 @@ class StreamWebhook(_Strict):
         return value
 
 
+class EquinixPush(_Strict):
+    """An Equinix push URL ``/equinix/<name>``: how its sender is authenticated.
+
+    A WEBHOOK channel of the current API authenticates with mutual TLS (doc): give the SHA-256 fingerprints
+    of the client certificate(s) Equinix presents (the receiver must serve HTTPS and ask for client
+    certificates, ``streamkeeper receive --client-ca``). A ``PUSH`` config of the streams (seed) API sends
+    its ``token`` (seed: "Token used to send push request from the pub/sub layer"; ours: as ``Authorization:
+    Bearer``): give that token. Exactly one of the two.
+    """
+
+    account: str | None = Field(None, description="Stored in events.account (e.g. the Equinix block name).")
+    token: SecretStr | None = Field(None, description="The streams API's config.token.")
+    client_certificate_sha256: list[str] | None = Field(
+        None, min_length=1, description="SHA-256 fingerprints (hex, colons allowed) of Equinix's certificate."
+    )
+
+    _env = field_validator("token", mode="before")(_from_env)
+
+    @field_validator("client_certificate_sha256")
+    @classmethod
+    def _fingerprints(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = [v.replace(":", "").strip().lower() for v in value]
+        if not all(re.fullmatch(r"[0-9a-f]{64}", v) for v in cleaned):
+            raise ValueError("each fingerprint is 64 hex digits (colons allowed)")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.token is None) == (self.client_certificate_sha256 is None):
+            raise ValueError("give either token (a streams PUSH) or client_certificate_sha256 (a WEBHOOK)")
+        return self
+
+
 class ReceiverConfig(_Strict):
     """The senders the receiver accepts (at least one) and its limits."""
 
@@ -129,24 +174,57 @@ class ReceiverConfig(_Strict):
         None, description="Landing directory (default: $STREAMKEEPER_LANDING, else data/landing)."
     )
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, le=64 * 1024 * 1024)
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="A request's headers must be complete within this time."
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="A body that sends nothing for this long is answered 408."
+    )
+    idle_timeout_seconds: int = Field(
+        30, ge=1, le=3600, description="A kept-alive connection idle this long between requests is closed."
+    )
+    max_connections: int = Field(
+        256, ge=1, le=100_000, description="Connections beyond this many are answered 503 + Retry-After."
+    )
+    retry_after_seconds: int = Field(5, ge=0, le=3600, description="The Retry-After of that 503.")
     dma: dict[Name, DMAConsumer] = Field(default_factory=dict)
     thingspace: dict[Name, ThingSpaceTarget] = Field(default_factory=dict)
     stream: dict[Name, StreamWebhook] = Field(default_factory=dict)
+    equinix: dict[Name, EquinixPush] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _some_sender(self) -> Self:
-        if not (self.dma or self.thingspace or self.stream):
-            raise ValueError("no senders: configure at least one of dma, thingspace, stream")
+        if not (self.dma or self.thingspace or self.stream or self.equinix):
+            raise ValueError("no senders: configure at least one of dma, thingspace, stream, equinix")
         return self
+
+    def limits(self) -> dict[str, Any]:
+        """The size, time and connection limits (what `config_from_spec` carries over from a base)."""
+        return {name: getattr(self, name) for name in LIMITS}
 
     def secrets(self) -> list[str]:
         """Every secret value (for log redaction)."""
         out: list[str] = []
-        for item in [*self.dma.values(), *self.thingspace.values(), *self.stream.values()]:
+        for item in [
+            *self.dma.values(),
+            *self.thingspace.values(),
+            *self.stream.values(),
+            *self.equinix.values(),
+        ]:
             for value in item.__dict__.values():
                 if isinstance(value, SecretStr):
                     out.append(value.get_secret_value())
         return out
+
+
+LIMITS = (
+    "max_body_bytes",
+    "header_timeout_seconds",
+    "body_timeout_seconds",
+    "idle_timeout_seconds",
+    "max_connections",
+    "retry_after_seconds",
+)
 
 
 def load_config(path: Path | str) -> ReceiverConfig:
@@ -175,8 +253,10 @@ def config_from_spec(
     """
     dma: dict[str, DMAConsumer] = dict(base.dma) if base else {}
     thingspace: dict[str, ThingSpaceTarget] = dict(base.thingspace) if base else {}
+    equinix: dict[str, EquinixPush] = dict(base.equinix) if base else {}
     sources: dict[str, tuple[str | None, ...]] = {f"/dma/{n}": ("config",) for n in dma}
     sources.update({f"/thingspace/{n}": ("config",) for n in thingspace})  # route -> what made it
+    sources.update({f"/equinix/{n}": ("config",) for n in equinix})
 
     def first(route: str, source: tuple[str | None, ...]) -> bool:
         """True the first time a route is seen; a route seen again must agree."""
@@ -219,10 +299,20 @@ def config_from_spec(
                     password=value(creds.password_block),
                     bearer_token=value(creds.bearer_token_block),
                 )
+    for eq in spec.equinix:  # the streams API's PUSH url with its token (WEBHOOK routes come from `base`)
+        for subscription in eq.subscriptions:
+            push = subscription.config
+            name = _route_name(push.url or "", "equinix") if push is not None else None
+            if push is None or name is None or push.method != "PUSH" or push.token_block is None:
+                continue
+            if first(f"/equinix/{name}", (eq.connection, push.token_block)):
+                equinix[name] = EquinixPush(account=eq.connection, token=value(push.token_block))
+    limits = base.limits() if base else {}
     return ReceiverConfig(
         landing=base.landing if base else None,
-        max_body_bytes=base.max_body_bytes if base else DEFAULT_MAX_BODY_BYTES,
         dma=dma,
         thingspace=thingspace,
         stream=dict(base.stream) if base else {},
+        equinix=equinix,
+        **limits,
     )

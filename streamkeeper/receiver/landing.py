@@ -12,6 +12,10 @@ Two kinds of record (field ``kind``, absent = ``event``):
 - ``gap``: a sequence gap for ``event_gaps``: ``vendor, stream, subscription_id, expected, received,
   detail, detected_at`` plus ``delivery_id`` (deterministic, so a re-detected gap overwrites its file).
 
+Both are pydantic models here (`EventRecord`, `GapRecord`): the receiver builds every record through them,
+so a value the loader could not store (a sequence number beyond a BIGINT, a name that is not text) is
+refused with a 400 before anything lands, whatever the route.
+
 The receiver keeps its own state under ``<landing>/.receiver/`` in files not named ``*.json`` (a loader
 globbing ``*/*/*.json`` never sees them).
 """
@@ -26,13 +30,71 @@ import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
 from streamkeeper.errors import ConfigError
 
 DEFAULT_LANDING = Path("data/landing")
 STATE_DIR = ".receiver"  # ours: the receiver's own state, beside the vendors' directories
 TMP_SUFFIX = ".json.tmp"
+
+
+BIGINT_MAX = 2**63 - 1
+"""The largest value of a BIGINT column (``event_gaps.expected``/``received``)."""
+
+Text = Annotated[str, StringConstraints(min_length=1)]
+SafeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]
+Count = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delivery_id: SafeName
+    vendor: SafeName
+    stream: Text
+
+
+class EventRecord(_Record):
+    """A delivered event: the events columns, plus where it came from.
+
+    Attributes:
+        route: the receiver route it came in on (``/thingspace/devices``), for the quarantine report.
+        previous_event_id: the id this event had under the format before (a new format keeps an event
+            stored under the old one from landing again; see docs/receiver.md).
+    """
+
+    kind: Literal["event"] = "event"
+    route: str | None = None
+    event_id: Text
+    previous_event_id: str | None = None
+    subscription_id: str | None = None
+    account: str | None = None
+    event_type: str | None = None
+    occurred_at: AwareDatetime | None = None
+    received_at: AwareDatetime
+    payload: Any = None
+
+    @field_serializer("occurred_at", "received_at")
+    def _iso(self, value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+
+class GapRecord(_Record):
+    """A DMA sequence gap: ``expected .. received - 1`` were not received."""
+
+    kind: Literal["gap"] = "gap"
+    subscription_id: str | None = None
+    expected: Count | None = None
+    received: Count | None = None
+    detail: str | None = None
+    detected_at: AwareDatetime
+
+    @field_serializer("detected_at")
+    def _iso(self, value: datetime) -> str:
+        return value.isoformat()
 
 
 def landing_dir(explicit: Path | str | None = None) -> Path:

@@ -12,7 +12,15 @@ What it enforces (seed 001_40a90556fadd19e5.txt unless marked):
   (201 is ours); the DMA first validates the consumer URL with a GET (doc) unless
   ``validate_consumer_url=False``;
 - notifications are POSTed to the consumer URL with the subscription's credentials and a
-  ``sequence-number`` 1, 2, 3...; ``send-update-notification-now`` restarts it at 1.
+  ``sequence-number`` 1, 2, 3...; ``send-update-notification-now`` restarts it at 1;
+- representations ``application/vnd.plcm.plcm-subscription[-v2]+json|+xml`` and
+  ``...plcm-subscription-list[-v2]+json|+xml``, negotiated: a body is read as its ``Content-Type`` says (415
+  for another, ours) and answered as ``Accept`` asks (406 for a type it cannot give, ours; none, ``*/*``,
+  ``application/json``: v1 JSON). Version 2 carries the subscription parameters
+  (``plcm-subscription-parameter-list``, doc), version 1 does not.
+
+The wire format is encoded here, on its own (not with the client's codec), so that a mistake in one side's
+reading of the representation cannot hide in both.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ import asyncio
 import hashlib
 import itertools
 import json
+import re
 import time
+import xml.etree.ElementTree as ET
 from base64 import b64decode
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,10 +43,181 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from streamkeeper.sandbox.base import VendorSandbox, outbound_tls
-from streamkeeper.vendors.dma import MAX_TIME_TO_LIVE, from_xml, to_wire
 
 BASE = "/api/rest"
 ADMIN_ROLES = frozenset({"Administrator", "Provisioner"})
+MAX_TIME_TO_LIVE = 93600  # seed: 26 hours
+PLCM_TYPE = re.compile(r"^application/vnd\.plcm\.plcm-(?P<kind>[a-z-]+?)(?P<v2>-v2)?\+(?P<fmt>json|xml)$")
+NAMESPACE = "urn:com:polycom:api:rest:plcm-{element}"  # ours
+PARAMETERS = "plcm-subscription-parameter-list"  # doc: in the v2 representation
+PARAMETER = "plcm-subscription-parameter"  # ours: {name, value}
+NUMBERS = frozenset({"time-to-live", "status-code"})
+FLAGS = frozenset({"send-update-notifications"})
+
+
+class Unacceptable(Exception):
+    """A request whose media type the DMA does not take (415) or cannot answer in (406)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Media:
+    """One plcm representation: ``subscription``, ``subscription-list`` or ``error``; version; format."""
+
+    kind: str
+    version: int = 1
+    fmt: str = "json"
+
+    @property
+    def element(self) -> str:
+        return f"plcm-{self.kind}" + ("-v2" if self.version == 2 else "")
+
+    @property
+    def content_type(self) -> str:
+        return f"application/vnd.plcm.{self.element}+{self.fmt}"
+
+    def __call__(self, kind: str) -> Media:
+        """The same version and format for another kind (a list's items, an error)."""
+        return Media(kind, self.version if kind != "error" else 1, self.fmt)
+
+
+def _media_types(header: str) -> list[str]:
+    """The types of an ``Accept`` header, highest q first (stable)."""
+    ranked = []
+    for index, part in enumerate(header.split(",")):
+        kind, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if kind and q > 0:
+            ranked.append((-q, index, kind.lower()))
+    return [kind for _, _, kind in sorted(ranked)]
+
+
+def negotiate(accept: str | None, kind: str) -> Media:
+    """The representation of `kind` to answer in, from the ``Accept`` header.
+
+    Raises:
+        Unacceptable: 406, nothing it asks for can be given.
+    """
+    if not accept:
+        return Media(kind)
+    for wanted in _media_types(accept):
+        match = PLCM_TYPE.match(wanted)
+        if match and match["kind"] == kind:
+            return Media(kind, 2 if match["v2"] else 1, match["fmt"])
+        if wanted in ("*/*", "application/*", "application/json"):
+            return Media(kind)
+        if wanted == "application/xml":
+            return Media(kind, 1, "xml")
+    raise Unacceptable(406, f"cannot answer {kind} as {accept}")
+
+
+def _error_format(accept: str | None) -> str:
+    return "xml" if accept and "xml" in accept else "json"  # plcm-error has no v2
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("-")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _hyphen(name: str) -> str:
+    return "".join("-" + c.lower() if c.isupper() else c for c in name)
+
+
+def encode(fields: dict[str, Any], media: Media) -> bytes:
+    """One object (hyphenated field names; ``parameters`` a dict, kept only in version 2) on the wire."""
+    present = {k: v for k, v in fields.items() if v is not None and k != "parameters"}
+    parameters = fields.get("parameters") if media.version == 2 else None
+    if media.fmt == "json":
+        body: dict[str, Any] = {_camel(k): v for k, v in present.items()}
+        if parameters is not None:
+            body[_camel(PARAMETERS)] = {
+                _camel(PARAMETER): [{"name": n, "value": v} for n, v in parameters.items()]
+            }
+        return json.dumps(body).encode()
+    return ET.tostring(_element(present, parameters, media), encoding="utf-8", xml_declaration=True)
+
+
+def _element(present: dict[str, Any], parameters: dict[str, str] | None, media: Media) -> ET.Element:
+    root = ET.Element(media.element, xmlns=NAMESPACE.format(element=media.element[5:]))
+    for key, value in present.items():
+        ET.SubElement(root, key).text = (
+            ("true" if value else "false") if isinstance(value, bool) else str(value)
+        )
+    if parameters is not None:
+        listing = ET.SubElement(root, PARAMETERS)
+        for name, value in parameters.items():
+            entry = ET.SubElement(listing, PARAMETER)
+            ET.SubElement(entry, "name").text = name
+            ET.SubElement(entry, "value").text = value
+    return root
+
+
+def encode_list(items: list[dict[str, Any]], media: Media) -> bytes:
+    """A subscription list on the wire: JSON ``{"plcmSubscription[V2]": [...]}`` (ours), XML a list element."""
+    item = media("subscription")
+    if media.fmt == "json":
+        key = "plcmSubscriptionV2" if media.version == 2 else "plcmSubscription"  # ours: the list's wrapper
+        return json.dumps({key: [json.loads(encode(i, item)) for i in items]}).encode()
+    root = ET.Element(media.element, xmlns=NAMESPACE.format(element=media.element[5:]))
+    for fields in items:
+        present = {k: v for k, v in fields.items() if v is not None and k != "parameters"}
+        root.append(_element(present, fields.get("parameters") if media.version == 2 else None, item))
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def decode(raw: bytes, content_type: str | None) -> tuple[dict[str, Any], Media]:
+    """A subscription body as hyphenated fields (``parameters`` a dict), read as its Content-Type says.
+
+    Raises:
+        Unacceptable: 415, not a plcm-subscription type (or plain JSON/XML).
+        ValueError: the body does not parse, or is not one object.
+    """
+    ctype = (content_type or "application/json").split(";")[0].strip().lower()
+    match = PLCM_TYPE.match(ctype)
+    if match and match["kind"] == "subscription":
+        media = Media("subscription", 2 if match["v2"] else 1, match["fmt"])
+    elif ctype in ("application/json", "application/xml"):
+        media = Media("subscription", 1, ctype.rsplit("/", 1)[-1])
+    else:
+        raise Unacceptable(415, f"Content-Type {ctype} is not a plcm-subscription representation")
+    if media.fmt == "xml":
+        root = ET.fromstring(raw)
+        out: dict[str, Any] = {}
+        for child in root:
+            tag = child.tag.rsplit("}", 1)[-1]
+            if tag == PARAMETERS:
+                pairs = [{e.tag.rsplit("}", 1)[-1]: (e.text or "") for e in entry} for entry in child]
+                out["parameters"] = {p.get("name", ""): p.get("value", "") for p in pairs}
+                continue
+            text = (child.text or "").strip()
+            out[tag] = (
+                int(text)
+                if tag in NUMBERS and text.lstrip("-").isdigit()
+                else (text.lower() == "true" if tag in FLAGS else text)
+            )
+        return out, media
+    parsed = json.loads(raw or b"{}")
+    if not isinstance(parsed, dict):
+        raise ValueError("body is not an object")
+    fields = {_hyphen(k): v for k, v in parsed.items()}
+    listing = fields.pop(PARAMETERS, None)
+    if listing is not None:
+        entries = listing.get(_camel(PARAMETER), []) if isinstance(listing, dict) else listing
+        fields["parameters"] = {
+            str(e.get("name")): str(e.get("value")) for e in entries if isinstance(e, dict)
+        }
+    return fields, media
 
 
 @dataclass
@@ -52,6 +233,7 @@ class _Subscription:
     send_update_notifications: bool | None = None
     passback: str | None = None
     passthru: str | None = None
+    parameters: dict[str, str] | None = None  # the v2 representation's subscription parameters
     version: int = 0
     next_sequence: int = 1
 
@@ -134,15 +316,14 @@ class DMASandbox(VendorSandbox):
         return json.dumps(body).encode(), "application/vnd.plcm.plcm-error+json"
 
     def _error(self, request: Request, status: int, code: str, message: str) -> Response:
-        if "xml" in request.headers.get("accept", ""):
-            fields = {"status-code": status, "description": message, "detailed-error-code": code}
-            return Response(
-                to_wire(fields, "xml", kind="error"), status, media_type="application/vnd.plcm.plcm-error+xml"
-            )
-        return self.error(status, code, message)
-
-    def _format(self, request: Request) -> Literal["json", "xml"]:
-        return "xml" if "xml" in request.headers.get("accept", "") else "json"
+        fields = {
+            "status-code": status,
+            "description": message,
+            "detailed-error-code": code,
+            "localization-key": code,
+        }
+        media = Media("error", 1, _error_format(request.headers.get("accept")))
+        return Response(encode(fields, media), status, media_type=media.content_type)
 
     def _fields(self, sub: _Subscription, request: Request) -> dict[str, Any]:
         return {
@@ -156,33 +337,28 @@ class DMASandbox(VendorSandbox):
             "passthru": sub.passthru,
             "entity-tag": sub.etag,
             "calculated-expiration-date": datetime.fromtimestamp(sub.expires_at, UTC).isoformat(),
+            "parameters": sub.parameters or {},
         }
 
     def _base(self, request: Request) -> str:
         return f"{request.url.scheme}://{request.url.netloc}{BASE}"
 
     def _render(self, request: Request, sub: _Subscription) -> Response:
-        fmt = self._format(request)
+        try:
+            media = negotiate(request.headers.get("accept"), "subscription")
+        except Unacceptable as exc:
+            return self._error(request, exc.status, "not.acceptable", str(exc))
         return Response(
-            to_wire(self._fields(sub, request), fmt),
+            encode(self._fields(sub, request), media),
             200,
-            media_type=f"application/vnd.plcm.plcm-subscription+{fmt}",
+            media_type=media.content_type,
             headers={"ETag": sub.etag},
         )
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if "xml" in request.headers.get("content-type", ""):
-            data = from_xml(raw)
-            return data if isinstance(data, dict) else {}
-        parsed = json.loads(raw or b"{}")
-        if not isinstance(parsed, dict):
-            raise ValueError("body is not an object")
-        # accept camelCase (the JSON representation) and hyphenated names alike
-        out: dict[str, Any] = {}
-        for key, value in parsed.items():
-            out["".join("-" + c.lower() if c.isupper() else c for c in key)] = value
-        return out
+        """The subscription body as hyphenated fields (raises `Unacceptable` or ValueError)."""
+        fields, _ = decode(await request.body(), request.headers.get("content-type"))
+        return fields
 
     # -- auth ----------------------------------------------------------------------------------------------
     def _user(self, request: Request) -> tuple[str, set[str]] | None:
@@ -277,20 +453,12 @@ class DMASandbox(VendorSandbox):
         etag = '"' + hashlib.sha1("|".join(s.etag for s in visible).encode()).hexdigest()[:16] + '"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
-        fmt = self._format(request)
+        try:
+            media = negotiate(request.headers.get("accept"), "subscription-list")
+        except Unacceptable as exc:
+            return self._error(request, exc.status, "not.acceptable", str(exc))
         items = [self._fields(s, request) for s in visible]
-        if fmt == "json":
-            body = json.dumps({"plcmSubscription": [json.loads(to_wire(i, "json")) for i in items]}).encode()
-        else:
-            inner = b"".join(to_wire(i, "xml").split(b"?>", 1)[-1] for i in items)
-            body = (
-                b'<?xml version="1.0" encoding="utf-8"?><plcm-subscription-list>'
-                + inner
-                + b"</plcm-subscription-list>"
-            )
-        return Response(
-            body, 200, media_type=f"application/vnd.plcm.plcm-subscription-list+{fmt}", headers={"ETag": etag}
-        )
+        return Response(encode_list(items, media), 200, media_type=media.content_type, headers={"ETag": etag})
 
     async def get_subscription(self, request: Request) -> Response:
         _, found = self._lookup(request)
@@ -306,7 +474,9 @@ class DMASandbox(VendorSandbox):
             return found
         try:
             body = await self._body(request)
-        except Exception:
+        except Unacceptable as exc:
+            return self._error(request, exc.status, "unsupported.media.type", str(exc))
+        except (ValueError, ET.ParseError):
             return Response("Bad request", 400, media_type="text/plain")
         etag = body.get("entity-tag") or request.headers.get("if-match")
         if not etag:
@@ -318,6 +488,10 @@ class DMASandbox(VendorSandbox):
             return self._error(request, 412, "precondition.failed", "The entity-tag does not match")
         for key, value in body.items():
             if key in ("time-to-live", "entity-tag", "subscription-identifier", "calculated-expiration-date"):
+                continue
+            if key == "parameters":  # a v2 body echoes them; they cannot change
+                if value and value != (found.parameters or {}):
+                    return Response("Bad request: parameters cannot be updated", 400, media_type="text/plain")
                 continue
             current = self._fields(found, request).get(key)
             if value is not None and current is not None and str(value) != str(current):
@@ -363,7 +537,9 @@ class DMASandbox(VendorSandbox):
             subject += "/participants"
         try:
             body = await self._body(request)
-        except Exception:
+        except Unacceptable as exc:
+            return self._error(request, exc.status, "unsupported.media.type", str(exc))
+        except (ValueError, ET.ParseError):
             return Response("Bad request: body is not a plcm-subscription", 400, media_type="text/plain")
         consumer = body.get("consumer-url")
         if not consumer or "time-to-live" not in body:
@@ -391,6 +567,7 @@ class DMASandbox(VendorSandbox):
             send_update_notifications=body.get("send-update-notifications"),
             passback=body.get("passback"),
             passthru=body.get("passthru"),
+            parameters=body.get("parameters") or None,
         )
         self.subscriptions[sub.id] = sub
         location = f"{self._base(request)}/subscriptions/{sub.id}"

@@ -7,36 +7,51 @@ subscription an append-only feed of messages, filled by `EquinixSandbox.emit` an
 
 Routes:
 
-- ``POST /oauth2/v1/token``: client credentials -> ``{access_token, token_timeout: "3599", token_type}``.
+- ``POST /oauth2/v1/token``: client credentials -> ``{access_token, token_timeout: "3599", token_type,
+  user_name}``; a refused request answers 400 ``{error_domain, error_title, error_code, developer_message,
+  error_message}`` (Equinix's published definition of the token API).
 - ``/smartview/v2/streams/subscriptions`` (seed): ``GET`` (the organisation's one subscription, an
   object), ``POST``, ``DELETE`` (closes it); ``GET|PUT|DELETE .../{subscriptionId}``.
 - ``/smartview/v2/streaming/subscriptions`` (current): ``GET`` (array), ``POST`` (201 + ``Location``);
   ``GET|PUT (204)|DELETE (204) .../{id}``; ``GET /smartview/v2/streaming/subscriptionData/{id}``.
 
-Errors use the ApiError shape ``{errorCode, errorMessage, correlationId, details, additionalInfo}``,
-except the seed API's own rules, which answer ``{errors: [{code, message, more_info, data}]}`` (the
-error list its subscription bodies carry). Behaviour the vendor does not document is marked ``# ours``.
+Errors use the ApiError shape ``{errorCode, errorMessage, correlationId, details, additionalInfo:
+{constraintCode, reason}}`` (the published definition), except the seed API's own rules, which answer
+``{errors: [{code, message, more_info, data}]}`` (the error list its subscription bodies carry). Messages
+follow the published definition: reading and power values are strings, ``system-alert`` is alarm data
+(``alarmMessageData``), ``custom-alert`` alert data, power data carries ``realPower``, ``apparentPower``,
+``current``...; weekly heartbeats are alert messages with ``data.heartbeat: true`` (``heartbeat_style=
+"message"``: the prose docs' ``heartbeat: "true"`` beside ``data``). Behaviour the vendor does not
+document is marked ``# ours``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import random
 import secrets
+import ssl
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
-from urllib.parse import urlencode
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlencode, urlsplit
 
+import httpx
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from streamkeeper.sandbox.base import VendorSandbox
+from streamkeeper.sandbox.tls import TLSFiles, self_signed
 
 TOKEN_PATH = "/oauth2/v1/token"
 STREAMS = "/smartview/v2/streams/subscriptions"
@@ -47,6 +62,9 @@ DEFAULT_CLIENT_ID = "sandbox-equinix-client"  # ours: the sandbox's ready-made c
 DEFAULT_CLIENT_SECRET = "sandbox-equinix-secret"
 DEFAULT_ORG = "org-sandbox"
 
+SUBSCRIPTION_HEADER = "X-Equinix-Subscription-Id"  # ours: which subscription a pushed batch belongs to
+DEFAULT_BATCH = 10  # ours: messages a webhook delivery carries when the channel gives no batchSize
+DEFAULT_RETRIES = 3  # ours: attempts after a failed delivery when the channel gives no numberOfRetries
 DEFAULT_LIMIT = 250  # doc
 MAX_LIMIT = 1000  # ours
 HEARTBEAT_EVERY = timedelta(days=7)  # doc: weekly heartbeats
@@ -72,7 +90,7 @@ CONFIG_FIELDS = frozenset({"method", "provider", "region", "roleArnToAssume", "s
 # -- the current API's vocabulary (doc) --------------------------------------------------------------------
 STREAMING_FAMILIES: dict[str, dict[str, frozenset[str] | None]] = {
     "asset": {
-        "assetClassification": frozenset({"ELECTRICAL", "MECHANICAL", "ENVIRONMENTAL", "POWER"}),
+        "assetClassification": frozenset({"ELECTRICAL", "MECHANICAL", "ENVIRONMENTAL"}),  # doc: no POWER
         "assetId": None,
     },
     "environmental": {"level": frozenset({"IBX", "ZONE", "CAGE"})},
@@ -85,16 +103,21 @@ CHANNEL_CONFIGS = {
     "AWS_IOT_CORE": "awsIotCoreChannelConfiguration",
     "WEBHOOK": "webhookChannelConfiguration",
     "AZURE": "azureChannelConfiguration",
-    "REST": None,  # ours: the pull channel's channelType value is not published
+}
+# doc (the definition): the batch settings of a webhook (and Azure) channel, integers within these bounds
+CHANNEL_BOUNDS = {"batchSize": (5, 20), "numberOfConcurrentCalls": (20, 50), "numberOfRetries": (1, 5)}
+CHANNEL_FIELDS = {
+    "awsIotCoreChannelConfiguration": frozenset({"url"}),
+    "webhookChannelConfiguration": frozenset({"url", "sslCertificate", *CHANNEL_BOUNDS}),
+    "azureChannelConfiguration": frozenset(CHANNEL_BOUNDS),
 }
 GONE = frozenset({"DELETED", "DELETE_IN_PROGRESS"})
 
 # -- messages ----------------------------------------------------------------------------------------------
 # message type -> (the subscriptionData group it is served in, its messageTypes filter value)
 MESSAGE_GROUPS = {
-    "alarm": ("alarmMessageData", "ALARM"),
-    "system-alert": ("alertMessageData", "ALERT"),
-    "custom-alert": ("alertMessageData", "ALERT"),
+    "system-alert": ("alarmMessageData", "ALARM"),  # doc: AlarmMessageData's type is system-alert
+    "custom-alert": ("alertMessageData", "ALERT"),  # doc: AlertMessageData's type is custom-alert
     "environmental": ("environmentMessageData", "ENVIRONMENTAL"),
     "metered-power": ("meteredPowerMessageData", "METERED_POWER"),
     "power": ("powerMessageData", "POWER"),
@@ -111,7 +134,7 @@ GROUP_ORDER = (
 # subscription family -> the message types it yields (ours: the docs do not spell out the mapping)
 FAMILY_TYPES = {
     "alarm": ("system-alert",),
-    "alert": ("system-alert", "custom-alert"),
+    "alert": ("custom-alert",),
     "asset": ("tag-point",),
     "environment": ("environmental",),
     "environmental": ("environmental",),
@@ -120,6 +143,8 @@ FAMILY_TYPES = {
     "systemAlert": ("system-alert",),
     "customAlert": ("custom-alert",),
 }
+ALERT_TYPES = frozenset({"system-alert", "custom-alert"})  # doc: heartbeats come "on all subscribed alerts"
+OK = "OK"  # seed: the status of a streams subscription that was accepted
 
 
 def _now_iso(when: datetime | None = None) -> str:
@@ -133,17 +158,19 @@ def _object_id() -> str:
 class _Invalid(Exception):
     """A request body that breaks a rule: the field and why."""
 
-    def __init__(self, field: str, reason: str, status: int = 400) -> None:
+    def __init__(self, field: str, reason: str, status: int = 400, constraint: str = "InvalidValue") -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
         self.status = status  # 400: not the documented shape; 422: breaks a rule (ours: the split)
+        self.constraint = constraint  # ApiError.additionalInfo.constraintCode (ours: the codes)
 
 
 @dataclass
 class _Client:
     secret: str
     org_id: str
+    user_name: str = "sandbox-equinix-user"  # ours: the Equinix user the app belongs to
 
 
 @dataclass
@@ -162,22 +189,49 @@ class _Feed:
     last_heartbeat: datetime | None = None
 
 
+class Delivery(BaseModel):
+    """One batch `EquinixSandbox.emit` pushed (or tried to) to a subscription's webhook or push URL."""
+
+    subscription_id: str
+    channel: str  # WEBHOOK (current API) or PUSH (seed API)
+    url: str
+    messages: int
+    attempts: int = 0
+    status: int | None = None
+    ok: bool = False
+    error: str | None = None
+
+
 class EquinixSandbox(VendorSandbox):
     """In-memory Equinix SmartView with both subscription APIs and a pull feed per subscription.
 
     Attributes:
         token_ttl: lifetime of an access token, in seconds (doc: ``token_timeout: "3599"``).
-        activation_seconds: how long a new subscription stays PENDING before it reads as ACTIVE.
+        activation_seconds: how long a new streaming subscription stays PENDING before it reads as ACTIVE.
         emit_step: emulated time between two generated messages of a feed.
         extra_fields: fields added to every subscription answer (to test tolerance of new fields).
+        heartbeat_style: where a heartbeat says so: ``data`` (the definition: ``data.heartbeat: true``) or
+            ``message`` (the prose docs: ``heartbeat: "true"`` beside ``data``).
+        refusals: ``errors[]`` entries (``{code, message, more_info, data}``) that every create and update
+            answers on its 200 while set: a streams subscription keeps them with status ``FAILED``, a
+            streaming one reads ``FAILED`` (seed: a 200 carries ``errors`` and a ``status``).
+        webhook_certificate: the client certificate Equinix presents to a webhook (doc: mutual TLS; made
+            on first use); receivers pin it or its issuer.
+        webhook_verify: how a webhook's server certificate is checked when the channel gives no
+            ``sslCertificate`` (True: the system's CAs; a path or context: the caller's).
+        deliveries: every push `emit` made since the last reset.
     """
 
     name: ClassVar[str] = "equinix"
     read_only: ClassVar[tuple[str, ...]] = (r"^/oauth2/v1/token$",)
 
     token_ttl: float = 3599.0
+    webhook_verify: ssl.SSLContext | str | bool = True
+    delivery_timeout: float = 10.0
+    _webhook_certificate: TLSFiles | None = None
     activation_seconds: float = 0.0  # ours
     emit_step: timedelta = timedelta(minutes=15)  # ours
+    heartbeat_style: Literal["data", "message"] = "data"
 
     def reset_state(self) -> None:
         self._lock = threading.RLock()
@@ -188,6 +242,8 @@ class EquinixSandbox(VendorSandbox):
         self.streaming: dict[str, dict[str, Any]] = {}  # current API, by id
         self.feeds: dict[str, _Feed] = {}
         self.extra_fields: dict[str, Any] = {}
+        self.refusals: list[dict[str, Any]] = []
+        self.deliveries: list[Delivery] = []
         self._rng = random.Random(4)
 
     # -- test and demo helpers -----------------------------------------------------------------------------
@@ -215,8 +271,9 @@ class EquinixSandbox(VendorSandbox):
         """Append `count` realistic messages to a subscription's pull feed and return them.
 
         The message types follow the subscription's event families; each message is `emit_step` later
-        than the one before it (emulated time), and when a week of emulated time has passed since the
-        last heartbeat the next message is a heartbeat (``heartbeat: "true"``).
+        than the one before it (emulated time). A subscription to alerts gets a heartbeat when a week of
+        emulated time has passed since the last one (doc: weekly, "on all subscribed alerts"): an alert
+        message whose ``data.heartbeat`` is true (see `heartbeat_style`).
 
         Raises:
             KeyError: no live subscription has this id.
@@ -227,21 +284,128 @@ class EquinixSandbox(VendorSandbox):
                 raise KeyError(f"no subscription {subscription_id!r}")
             feed = self._feed(subscription_id)
             sources = list(_sources(subscription))
+            alerts = [(f, a, i) for f, a, i in sources if set(FAMILY_TYPES[f]) & ALERT_TYPES]
             added = []
             for _ in range(count):
                 feed.clock += self.emit_step
-                family, account, ibx = self._rng.choice(sources)
                 if feed.last_heartbeat is None:
                     feed.last_heartbeat = feed.clock
-                if feed.clock - feed.last_heartbeat >= HEARTBEAT_EVERY:
+                if alerts and feed.clock - feed.last_heartbeat >= HEARTBEAT_EVERY:
                     feed.last_heartbeat = feed.clock
-                    message = _heartbeat(FAMILY_TYPES[family][0], ibx, feed.clock)
+                    family, account, ibx = self._rng.choice(alerts)
+                    message = _message(self._rng, FAMILY_TYPES[family][0], account, ibx, feed.clock)
+                    if self.heartbeat_style == "data":
+                        message["data"]["heartbeat"] = True  # doc (the definition): a boolean in data
+                    else:
+                        message["heartbeat"] = "true"  # doc (prose): the string beside data
                 else:
+                    family, account, ibx = self._rng.choice(sources)
                     kind = self._rng.choice(FAMILY_TYPES[family])
                     message = _message(self._rng, kind, account, ibx, feed.clock)
                 feed.messages.append(message)
                 added.append(message)
-            return [dict(m) for m in added]
+            messages: list[dict[str, Any]] = json.loads(json.dumps(added))
+            target = self._push_target(subscription)
+        if target is not None and messages:
+            self._push(subscription_id, messages, *target)
+        return messages
+
+    # -- pushing (a webhook channel; the seed API's PUSH config) -------------------------------------------
+    @property
+    def webhook_certificate(self) -> TLSFiles:
+        if self._webhook_certificate is None:
+            folder = Path(tempfile.mkdtemp(prefix="equinix-webhook-"))
+            self._webhook_certificate = self_signed(folder, common_name="equinix-webhook-client")
+        return self._webhook_certificate
+
+    @webhook_certificate.setter
+    def webhook_certificate(self, files: TLSFiles) -> None:
+        self._webhook_certificate = files
+
+    def _push_target(self, subscription: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+        """(channel, url, settings) of a subscription that pushes, else None."""
+        channel = subscription.get("channel")
+        if isinstance(channel, dict) and channel.get("channelType") == "WEBHOOK":
+            webhook = dict(channel.get("webhookChannelConfiguration") or {})
+            return "WEBHOOK", str(webhook.get("url", "")), webhook
+        push = subscription.get("config")
+        if isinstance(push, dict) and push.get("method") == "PUSH" and push.get("url"):
+            token = self.streams_token.get(subscription.get("subscriptionId", ""))
+            return "PUSH", str(push["url"]), {"token": token}
+        return None
+
+    def _push(
+        self,
+        subscription_id: str,
+        messages: list[dict[str, Any]],
+        channel: str,
+        url: str,
+        settings: dict[str, Any],
+    ) -> None:
+        """POST the messages in batches, retrying a failed batch (doc: the channel's batchSize and
+        numberOfRetries; ours: the defaults, a JSON array a batch, sequential calls)."""
+        size = int(settings.get("batchSize") or DEFAULT_BATCH) if channel == "WEBHOOK" else DEFAULT_BATCH
+        retries = (
+            int(settings.get("numberOfRetries") or DEFAULT_RETRIES)
+            if channel == "WEBHOOK"
+            else DEFAULT_RETRIES
+        )
+        headers = {"Content-Type": "application/json", SUBSCRIPTION_HEADER: subscription_id}
+        if channel == "PUSH" and settings.get("token"):
+            headers["Authorization"] = f"Bearer {settings['token']}"  # ours: where the seed's push token goes
+        batches = [messages[start : start + size] for start in range(0, len(messages), size)]
+        try:
+            tls = self._tls(url, channel, settings)
+        except (ssl.SSLError, ValueError) as exc:  # e.g. an sslCertificate that is not a certificate
+            with self._lock:
+                self.deliveries += [
+                    Delivery(
+                        subscription_id=subscription_id,
+                        channel=channel,
+                        url=url,
+                        messages=len(batch),
+                        error=f"TLS settings refused: {exc}",
+                    )
+                    for batch in batches
+                ]
+            return
+        with httpx.Client(timeout=self.delivery_timeout, **tls) as http:
+            for batch in batches:
+                delivery = Delivery(
+                    subscription_id=subscription_id, channel=channel, url=url, messages=len(batch)
+                )
+                for _ in range(1 + retries):
+                    delivery.attempts += 1
+                    try:
+                        response = http.post(url, json=batch, headers=headers)
+                    except httpx.HTTPError as exc:
+                        delivery.status, delivery.error = None, f"{type(exc).__name__}: {exc}"
+                        continue
+                    delivery.status, delivery.ok = response.status_code, response.is_success
+                    delivery.error = None if delivery.ok else f"receiver answered HTTP {response.status_code}"
+                    if delivery.ok or response.status_code < 500 and response.status_code != 429:
+                        break  # ours: a 4xx other than 429 is not tried again
+                with self._lock:
+                    self.deliveries.append(delivery)
+
+    def _tls(self, url: str, channel: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """httpx TLS settings of a push: a webhook presents Equinix's client certificate (doc: mutual TLS)
+        and checks the server against the channel's ``sslCertificate`` when it gives one (doc)."""
+        if urlsplit(url).scheme != "https":
+            return {}
+        pinned = settings.get("sslCertificate") if channel == "WEBHOOK" else None
+        if pinned:
+            context = ssl.create_default_context(cadata=_certificate_text(str(pinned)))
+        elif isinstance(self.webhook_verify, ssl.SSLContext):
+            context = self.webhook_verify
+        elif isinstance(self.webhook_verify, str):
+            context = ssl.create_default_context(cadata=self.webhook_verify)
+        else:
+            context = ssl.create_default_context()
+        if channel == "WEBHOOK":
+            certificate = self.webhook_certificate
+            context.load_cert_chain(str(certificate.certfile), str(certificate.keyfile))
+        return {"verify": context}
 
     def _feed(self, subscription_id: str) -> _Feed:
         return self.feeds.setdefault(subscription_id, _Feed())
@@ -256,11 +420,22 @@ class EquinixSandbox(VendorSandbox):
         code: str,
         message: str,
         details: str | None = None,
-        additional: list[dict[str, str]] | None = None,
+        additional: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
         body = _api_error(code, message, details, additional)
         return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+    def token_error(self, code: str, title: str, message: str, developer_message: str) -> Response:
+        """The token API's error (doc: 400 ``Oauth2TokenErrorResponse``; ours: the codes and texts)."""
+        body = {
+            "error_domain": "apiportal",
+            "error_title": title,
+            "error_code": code,
+            "developer_message": developer_message,
+            "error_message": message,
+        }
+        return JSONResponse(body, status_code=400)
 
     def streams_error(self, status: int, code: str, message: str, more_info: str | None = None) -> Response:
         # ours: the seed API's error answer reuses the errors[] entries of its subscription bodies
@@ -289,20 +464,37 @@ class EquinixSandbox(VendorSandbox):
     async def _token(self, request: Request) -> Response:
         body = await _json(request)
         if not isinstance(body, dict):
-            return self.api_error(400, "EQ-3000001", "Request body must be a JSON object")  # ours: codes
+            return self.token_error(
+                "invalid_request", "Bad Request", "Please enter a valid request body.", "not a JSON object"
+            )
         if body.get("grant_type") != "client_credentials":
-            return self.api_error(400, "EQ-3000002", "Unsupported grant_type", "use client_credentials")
+            return self.token_error(
+                "unsupported_grant_type", "Unsupported grant type", "Use client_credentials.", "grant_type"
+            )
         client_id, client_secret = body.get("client_id"), body.get("client_secret")
         if not isinstance(client_id, str) or not isinstance(client_secret, str):
-            return self.api_error(400, "EQ-3000003", "client_id and client_secret are required")
+            return self.token_error(
+                "invalid_request", "Bad Request", "client_id and client_secret are required.", "missing"
+            )
         with self._lock:
             client = self.clients.get(client_id)
             if client is None or not secrets.compare_digest(client.secret, client_secret):
-                return self.api_error(401, "EQ-3000039", "Invalid client credentials")
+                # doc: 400 "Please enter a valid client id/client secret ... and try again."
+                return self.token_error(  # ours: the code and texts
+                    "invalid_client",
+                    "Invalid credentials",
+                    "Please enter a valid client id/client secret and try again.",
+                    "the client id or the client secret is not valid",
+                )
             token = secrets.token_urlsafe(24)
             self.tokens[token] = _Token(client_id, client.org_id, time.time() + self.token_ttl)
         return JSONResponse(
-            {"access_token": token, "token_timeout": str(int(self.token_ttl)), "token_type": "Bearer"}
+            {
+                "access_token": token,
+                "token_timeout": str(int(self.token_ttl)),
+                "token_type": "Bearer",
+                "user_name": client.user_name,  # doc: required in the definition
+            }
         )
 
     def _caller(self, request: Request) -> _Token | Response:
@@ -324,7 +516,6 @@ class EquinixSandbox(VendorSandbox):
         return next((s for s in self.streams.values() if s["_org"] == org_id), None)
 
     def _streams_view(self, record: dict[str, Any], status: str | None = None) -> dict[str, Any]:
-        self._activate(record)
         view = {k: v for k, v in record.items() if not k.startswith("_")}
         if status is not None:
             view["status"] = status
@@ -372,10 +563,9 @@ class EquinixSandbox(VendorSandbox):
             "subscriptionId": subscription_id,
             # ours: the vendor names the subscription; the seed example is a Google Pub/Sub path
             "subscriptionName": f"projects/smartview-sandbox/subscriptions/{caller.org_id}_{region}",
-            "status": "PENDING",  # ours: PENDING, then ACTIVE after activation_seconds
             **families,
             "config": config,
-            "errors": [],
+            **self._outcome(),
             "connectionString": None,
             "manageConnectionString": None,
             "_org": caller.org_id,
@@ -390,7 +580,7 @@ class EquinixSandbox(VendorSandbox):
             self.streams[subscription_id] = record
             if token is not None:
                 self.streams_token[subscription_id] = token
-        return JSONResponse(self._streams_view(record, status="PENDING"))  # ours: 200 with the body
+        return JSONResponse(self._streams_view(record))  # ours: 200 with the body
 
     async def _streams_put(self, request: Request) -> Response:
         caller = self._caller(request)
@@ -407,6 +597,7 @@ class EquinixSandbox(VendorSandbox):
         with self._lock:
             record.update(families)
             record["config"] = config
+            record.update(self._outcome())
             if token is not None:
                 self.streams_token[record["subscriptionId"]] = token
         return JSONResponse(self._streams_view(record))
@@ -426,6 +617,11 @@ class EquinixSandbox(VendorSandbox):
             self.streams.pop(record["subscriptionId"], None)
             self.streams_token.pop(record["subscriptionId"], None)
         return JSONResponse(self._streams_view(record, status="DELETED"))  # ours: the closed one, DELETED
+
+    def _outcome(self) -> dict[str, Any]:
+        """``status`` and ``errors`` of a streams create or update: OK, or FAILED with the refusals."""
+        refusals = [dict(r) for r in self.refusals]
+        return {"status": "FAILED" if refusals else OK, "errors": refusals}  # ours: FAILED
 
     # -- current API ---------------------------------------------------------------------------------------
     def _streaming_of(self, caller: _Token, subscription_id: str) -> dict[str, Any] | None:
@@ -474,8 +670,8 @@ class EquinixSandbox(VendorSandbox):
                 exc.status,
                 "EQ-4220001" if exc.status == 422 else "EQ-4000001",
                 "Invalid subscription request",
-                exc.reason,
-                [{"property": exc.field, "reason": exc.reason}],
+                f"{exc.field}: {exc.reason}",
+                {"constraintCode": exc.constraint, "reason": f"{exc.field}: {exc.reason}"},
             )
         used = self._channel_clash(caller, channel["channelType"], exclude)
         if used is not None:  # doc: only one communication channel type per organization
@@ -484,7 +680,10 @@ class EquinixSandbox(VendorSandbox):
                 "EQ-4220002",
                 "Only one channel type per organization",
                 f"the organization already uses channelType {used}",
-                [{"property": "channel.channelType", "reason": f"must be {used}"}],
+                {
+                    "constraintCode": "OneChannelTypePerOrganization",
+                    "reason": f"channel.channelType must be {used}",
+                },
             )
         return {"messageType": message_type, "channel": channel}
 
@@ -500,7 +699,8 @@ class EquinixSandbox(VendorSandbox):
         with self._lock:
             self.streaming[subscription_id] = {
                 "id": subscription_id,
-                "status": "PENDING",  # doc: PENDING, ACTIVE, FAILED, DELETE_IN_PROGRESS, DELETED
+                # doc: PENDING, ACTIVE, FAILED, DELETE_IN_PROGRESS, DELETED
+                "status": "FAILED" if self.refusals else "PENDING",
                 **checked,
                 "orgId": caller.org_id,
                 "createdBy": caller.client_id,
@@ -524,6 +724,10 @@ class EquinixSandbox(VendorSandbox):
             return checked
         with self._lock:
             record.update(checked, updatedBy=caller.client_id, updatedDateTime=_now_iso())
+            if self.refusals:
+                record["status"] = "FAILED"
+            elif record["status"] == "FAILED":  # ours: an accepted update revives it
+                record.update(status="PENDING", _created=time.time())
         return Response(status_code=204)
 
     async def _streaming_delete(self, request: Request) -> Response:
@@ -566,8 +770,8 @@ class EquinixSandbox(VendorSandbox):
                 400,
                 "EQ-4000002",
                 "Invalid query",
-                exc.reason,
-                [{"property": exc.field, "reason": exc.reason}],
+                f"{exc.field}: {exc.reason}",
+                {"constraintCode": exc.constraint, "reason": f"{exc.field}: {exc.reason}"},
             )
         ibxs = set(_list_param(query.getlist("ibxs")))
         streams = set(_list_param(query.getlist("streamIds")))
@@ -585,19 +789,19 @@ class EquinixSandbox(VendorSandbox):
             body[MESSAGE_GROUPS[message["type"]][0]].append(message)
 
         def link(at: int) -> str:
+            # doc: a relative URL, e.g. "?offset=200&limit=100"
             params: list[tuple[str, str | int]] = [("offset", at), ("limit", limit)]
             params += [("ibxs", i) for i in sorted(ibxs)] + [("messageTypes", t) for t in sorted(types)]
             params += [("streamIds", s) for s in sorted(streams)]
-            return f"{DATA}/{subscription_id}?{urlencode(params)}"
+            return "?" + urlencode(params)
 
         total = len(messages)
-        body["pagination"] = {
-            "limit": limit,
-            "offset": offset,
-            "total": total,
-            "next": link(offset + limit) if offset + limit < total else None,
-            "previous": link(max(0, offset - limit)) if offset > 0 else None,
-        }
+        pagination: dict[str, Any] = {"limit": limit, "offset": offset, "total": total}
+        if offset + limit < total:  # doc: next and previous have a value only when that page exists
+            pagination["next"] = link(offset + limit)
+        if offset > 0:
+            pagination["previous"] = link(max(0, offset - limit))
+        body["pagination"] = pagination
         return JSONResponse(body)
 
 
@@ -639,6 +843,8 @@ def _check_filters(
             if ibx_is_list:
                 if not isinstance(ibx, list) or not ibx or not all(isinstance(x, str) and x for x in ibx):
                     raise _Invalid(f"{where}.ibx", "must be a non-empty array of IBX codes")
+                if len(set(ibx)) != len(ibx):  # doc: uniqueItems
+                    raise _Invalid(f"{where}.ibx", "must not repeat an IBX")
             elif not isinstance(ibx, str) or not ibx:
                 raise _Invalid(f"{where}.ibx", "is required")
             for name, allowed in fields.items():
@@ -652,6 +858,8 @@ def _check_filters(
                 values = [value] if isinstance(value, str) else value  # seed: region is a string or array
                 if not isinstance(values, list) or any(v not in allowed for v in values):
                     raise _Invalid(f"{where}.{name}", f"values must be among {sorted(allowed)}")
+                if ibx_is_list and not values:  # doc: minItems 1 (the current API's filters)
+                    raise _Invalid(f"{where}.{name}", "must not be empty when given")
             out[family].append(entry)
     return out
 
@@ -710,11 +918,31 @@ def _check_streaming(body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     wanted = CHANNEL_CONFIGS[channel_type]
     others = set(channel) - {"channelType", wanted}
     if others:  # doc: only one channel is allowed for a single subscription
-        raise _Invalid("channel", f"{sorted(others)[0]} does not go with channelType {channel_type}", 422)
-    config = channel.get(wanted) if wanted else None
-    needs_url = wanted is not None and channel_type != "AZURE"
-    if needs_url and not (isinstance(config, dict) and isinstance(config.get("url"), str) and config["url"]):
-        raise _Invalid(f"channel.{wanted}.url", "is required")
+        raise _Invalid(
+            "channel", f"{sorted(others)[0]} does not go with channelType {channel_type}", 422, "OneChannel"
+        )
+    config = channel.get(wanted)
+    if config is None and channel_type == "AZURE":
+        return families, channel  # doc: an Azure channel's configuration is optional
+    if not isinstance(config, dict):
+        raise _Invalid(f"channel.{wanted}", "is required" if config is None else "must be an object")
+    unknown = set(config) - CHANNEL_FIELDS[wanted]
+    if unknown:
+        raise _Invalid(f"channel.{wanted}.{sorted(unknown)[0]}", "unknown field")  # ours: strict
+    if wanted in ("awsIotCoreChannelConfiguration", "webhookChannelConfiguration"):
+        url = config.get("url")
+        if not isinstance(url, str) or not url:
+            raise _Invalid(f"channel.{wanted}.url", "is required", constraint="NotBlank")
+    if config.get("sslCertificate") is not None and not isinstance(config["sslCertificate"], str):
+        raise _Invalid(f"channel.{wanted}.sslCertificate", "must be a string")
+    for name, (low, high) in CHANNEL_BOUNDS.items():
+        value = config.get(name)
+        if value is None or name not in CHANNEL_FIELDS[wanted]:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _Invalid(f"channel.{wanted}.{name}", "must be an integer")
+        if not low <= value <= high:  # doc: the definition's minimum and maximum
+            raise _Invalid(f"channel.{wanted}.{name}", f"must be between {low} and {high}", 422, "Range")
     return families, channel
 
 
@@ -750,92 +978,152 @@ def _sources(subscription: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
         yield "environment", "", "SV1"
 
 
-def _stream_id(rng: random.Random) -> str:
-    return str(rng.randint(20_000_000, 20_000_040))  # a few dozen assets, so streams repeat
-
-
 def _reading_time(when: datetime) -> str:
-    return _now_iso(when)
+    return when.strftime("%Y-%m-%d %H:%M:%S")  # doc: the definition's examples, "2023-10-03 13:09:32" (UTC)
+
+
+def _value(rng: random.Random, unit: str, low: float, high: float, digits: int = 3) -> dict[str, str]:
+    return {"unit": unit, "value": f"{rng.uniform(low, high):.{digits}f}"}  # doc: values are strings
 
 
 _ENVIRONMENT_TAGS = (
-    ("TEMPERATURE", "Temperature", "°C", 18.0, 27.0),
-    ("HUMIDITY", "Humidity", "%RH", 20.0, 60.0),
+    ("temperature", "Temperature", "CELSIUS", 18.0, 27.0),
+    ("humidity", "Humidity", "PERCENT", 20.0, 60.0),
 )
-_TAG_POINTS = (("VOLTAGE", "Voltage", "V", 200.0, 240.0), ("CURRENT", "Current", "A", 0.5, 16.0))
+_TAG_POINTS = (
+    ("outputvoltageca", "Output Voltage CA", "V", 200.0, 240.0),
+    ("current", "Current", "A", 0.5, 16.0),
+)
+_QUALITY = ("Good", "Good", "Good", "Uncertain")  # doc: Good | Bad | Uncertain
 
 
 def _message(rng: random.Random, kind: str, account: str, ibx: str, when: datetime) -> dict[str, Any]:
-    stream_id = _stream_id(rng)
+    """One message of `kind` as the published definition describes its data (the values are ours)."""
+    serial = rng.randint(1, 40)
     at = _reading_time(when)
     cage = f"{ibx}:01:{rng.randint(1000, 9999):06d}"
+    data: dict[str, Any]
     if kind == "environmental":
         tag, name, unit, low, high = rng.choice(_ENVIRONMENT_TAGS)
         level = rng.choice(("IBX", "ZONE", "CAGE"))
+        asset = ibx if level == "IBX" else f"{ibx}.{level}-{serial:02d}"
         data = {
-            "asset": {"id": f"{ibx}.{level}.{stream_id}", "level": level},
-            "dataQuality": rng.choice(("GOOD", "GOOD", "GOOD", "UNCERTAIN")),
+            "asset": {"id": asset, "level": level},
+            "dataQuality": rng.choice(_QUALITY),
             "ibx": ibx,
-            "reading": {"unit": unit, "value": round(rng.uniform(low, high), 2)},
+            "reading": _value(rng, unit, low, high),
             "readingTime": at,
-            "streamId": stream_id,
+            "streamId": f"{asset}:{tag}",
             "tag": {"displayName": name, "id": tag},
         }
-    elif kind in ("power", "metered-power"):
-        unit, low, high = ("kW", 0.2, 8.0) if kind == "power" else ("kWh", 100.0, 90_000.0)
+    elif kind == "power":
+        circuit = f"{ibx}:{140000 + serial}"
+        draw = rng.uniform(0.5, 7.5)
         data = {
-            "streamId": stream_id,
-            "ibx": ibx,
-            "asset": {"id": stream_id, "type": "CIRCUIT"},
+            "accountNumber": account,
+            "asset": {"id": circuit, "type": "CIRCUIT"},
+            "cabinet": f"{cage}:{serial:04d}",
             "cage": cage,
-            "cabinet": f"{cage}:{rng.randint(1, 40):04d}",
-            "reading": {"unit": unit, "value": round(rng.uniform(low, high), 3)},
+            "circuitType": "PRIMARY",
+            "ibx": ibx,
             "readingTime": at,
-            "tag": {"displayName": "Power" if kind == "power" else "Energy", "id": kind.upper()},
+            "streamId": circuit,
+            "realPower": {"unit": "kW", "value": f"{draw * 0.95:.3f}"},
+            "apparentPower": {"unit": "kVA", "value": f"{draw:.3f}"},
+            "current": {"unit": "A", "value": f"{draw * 1000 / 230:.3f}"},
+            "powerFactor": {"unit": "pf", "value": "0.950"},
+            "contractualPower": {"unit": "kVA", "value": "8.000"},
+            "powerConsumptionToContractual": {"unit": "PERCENT", "value": f"{draw / 8 * 100:.3f}"},
+        }
+    elif kind == "metered-power":
+        meter = f"{ibx}.CBM-B1-{serial}"
+        data = {
+            "accountNumber": account,
+            "asset": {"id": meter, "type": "Customer Billing Meter"},
+            "cage": cage,
+            "dataQuality": rng.choice(_QUALITY),
+            "ibx": ibx,
+            "reading": _value(rng, "kWh", 100.0, 90_000.0),
+            "readingTime": at,
+            "streamId": f"{meter}:kilowattHour",
+            "tag": {"displayName": "kilowattHour", "id": f"{meter}:kilowattHour"},
         }
     elif kind == "tag-point":
         tag, name, unit, low, high = rng.choice(_TAG_POINTS)
+        asset = f"{ibx}.ATS-M1-{serial:02d}"
         data = {
-            "streamId": stream_id,
+            "dataQuality": rng.choice(_QUALITY),
             "ibx": ibx,
-            "asset": {"id": f"{ibx}.ELEC.{stream_id}", "classification": "ELECTRICAL"},
-            "dataQuality": "GOOD",
-            "reading": {"unit": unit, "value": round(rng.uniform(low, high), 2)},
+            "reading": _value(rng, unit, low, high),
             "readingTime": at,
-            "tag": {"displayName": name, "id": tag},
+            "streamId": f"{asset}:{tag}",
+            "tag": {"displayName": name, "id": f"{asset}:{tag}"},
         }
-    else:  # system-alert, custom-alert
+    elif kind == "system-alert":  # doc: the alarm message data
+        asset = f"{ibx}.CRAH-EQ1-{serial:02d}"
+        definition = f"{asset}:dirtyfilter#ABSOLUTE:HIGH"
         data = {
-            "alertId": uuid.UUID(int=rng.getrandbits(128)).hex,
-            "accountNumber": account,
+            "asset": {"classification": "Mechanical", "id": asset, "type": "CRAH"},
+            "conditionName": "High",
+            "currentValue": {"type": "Float", **_value(rng, "%", 20.0, 60.0)},
+            "dataQuality": rng.choice(_QUALITY),
+            "definitionId": definition,
             "ibx": ibx,
-            "streamId": stream_id,
-            "severity": rng.choice(("MINOR", "MAJOR", "CRITICAL")),
-            "message": rng.choice(("Temperature above threshold", "Breaker tripped", "Humidity low")),
-            "alertTime": at,
+            "processedTime": at.replace(" ", "T"),
+            "severity": rng.choice((300, 600, 900)),  # doc: an integer
+            "status": {"acknowledged": False, "active": True, "cleared": False},
+            "streamId": definition,
+            "tag": {"displayName": "Dirty filter", "id": f"{asset}:dirtyfilter"},
+            "threshold": {"message": "NA", "stateLimit": "20", "unit": "%"},
+            "triggeredTime": at.replace(" ", "T"),
+            "type": "Absolute",
         }
-        if kind == "custom-alert":
-            data["user"] = "sandbox-user"
+    else:  # custom-alert, doc: the alert message data
+        alert = f"{ibx}.{account or '000000'}-{rng.getrandbits(40)}"
+        data = {
+            "asset": {"classification": "Electrical", "id": f"{ibx}:{140000 + serial}", "type": "CIRCUIT"},
+            "eventType": "Exceeds",
+            "ibx": ibx,
+            "id": alert,
+            "streamId": alert,
+            "tag": {"id": f"{ibx}.CIRCUIT-{serial:02d}:current"},
+            "threshold": {"unit": "Amp", "value": "10"},
+            "triggeredTime": at.replace(" ", "T"),
+            "type": "power",
+            "typeId": "drawAmpExceeds",
+        }
     return {"type": kind, "data": data}
 
 
-def _heartbeat(kind: str, ibx: str, when: datetime) -> dict[str, Any]:
-    # doc: weekly heartbeats carry heartbeat "true"; ours: their type and data
-    return {"type": kind, "heartbeat": "true", "data": {"ibx": ibx, "readingTime": _reading_time(when)}}
+def _certificate_text(value: str) -> str:
+    """A channel's ``sslCertificate``: base64 of a PEM (doc: "ZkFzZLY1IGRpY31kZXI="), or the PEM itself."""
+    if "-----BEGIN" in value:
+        return value
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return value
 
 
 def _api_error(
-    code: str, message: str, details: str | None = None, additional: list[dict[str, str]] | None = None
+    code: str, message: str, details: str | None = None, additional: dict[str, str] | None = None
 ) -> bytes:
-    return json.dumps(
-        {
-            "errorCode": code,
-            "errorMessage": message,
-            "correlationId": str(uuid.uuid4()),
-            "details": details or message,
-            "additionalInfo": additional or [],
-        }
-    ).encode()
+    body: dict[str, Any] = {
+        "errorCode": code,
+        "errorMessage": message,
+        "correlationId": str(uuid.uuid4()),
+        "details": details or message,
+    }
+    if additional:
+        body["additionalInfo"] = additional  # doc: an object {constraintCode, reason}
+    return json.dumps(body).encode()
 
 
-__all__ = ["DEFAULT_CLIENT_ID", "DEFAULT_CLIENT_SECRET", "DEFAULT_ORG", "EquinixSandbox"]
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_ORG",
+    "SUBSCRIPTION_HEADER",
+    "Delivery",
+    "EquinixSandbox",
+]

@@ -1,20 +1,38 @@
 """Start every emulator together on loopback: what `streamkeeper sandbox` and the demo run.
 
-The DMA serves HTTPS with a self-signed certificate generated into the state directory (its PEM is the CA
-bundle to trust); the others serve HTTP. PLT streams publish their events into the PubNub emulator.
+The DMA serves HTTPS with a self-signed certificate kept in the state directory (its PEM is the CA bundle
+to trust): made at the first start, then reused while it is valid for another week, so a DMA block that
+holds it keeps working across restarts (with fixed ports, ``base_port``, so do the blocks' URLs). The
+others serve HTTP. PLT streams publish their events into the PubNub emulator. `Sandbox.credentials` says
+what each emulator accepts, as the fields of its credentials block.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from streamkeeper.sandbox.base import SandboxServer, VendorSandbox
 from streamkeeper.sandbox.tls import TLSFiles, self_signed
 
 ORDER = ("dma", "pubnub", "plt", "stream", "thingspace", "equinix")
+DMA_CERT_NAME = "dma-sandbox"
+CERT_KEPT_WHILE_VALID_FOR = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One field of a credentials block, with the value an emulator accepts; `secret` ones are read by
+    ``streamkeeper connect`` from ``STREAMKEEPER_<VENDOR>_<FIELD>`` (never from the command line)."""
+
+    field: str
+    value: str
+    secret: bool = False
 
 
 @dataclass
@@ -36,7 +54,7 @@ class Sandbox:
         import tempfile
 
         state = state_dir or Path(tempfile.mkdtemp(prefix="streamkeeper-sandbox-"))
-        sandbox = cls(tls=self_signed(state / "tls", common_name="dma-sandbox"))
+        sandbox = cls(tls=dma_certificate(state / "tls"))
         try:
             for offset, vendor in enumerate(ORDER):
                 app = _build(vendor, sandbox.apps, options.get(vendor, {}))
@@ -56,6 +74,47 @@ class Sandbox:
             out[vendor] = server.url + ("/api/rest" if vendor == "dma" else "")
         return out
 
+    def credentials(self) -> dict[str, list[Credential]]:
+        """What each emulator accepts (its ready-made credentials), as the fields of the vendor's block;
+        the DMA's ``ca_bundle`` is ``@<certificate file>`` (``streamkeeper connect --set`` reads the file)."""
+        from streamkeeper.sandbox import equinix, plt, stream, thingspace
+
+        urls = self.urls()
+        certfile = self.tls.certfile if self.tls is not None else None
+        return {
+            "dma": [
+                Credential("base_url", urls["dma"]),
+                Credential("username", "provisioner"),  # DMASandbox's ready-made users: <name>-pass
+                Credential("password", "provisioner-pass", secret=True),
+                Credential("ca_bundle", f"@{certfile}"),
+            ],
+            "plt": [
+                Credential("base_url", urls["plt"]),
+                Credential("partner_id", plt.DEFAULT_PARTNER_ID, secret=True),
+                Credential("pubnub_origin", urls["pubnub"]),
+            ],
+            "stream": [
+                Credential("base_url", urls["stream"]),
+                Credential("client_id", stream.DEFAULT_CLIENT_ID),
+                Credential("client_secret", stream.DEFAULT_CLIENT_SECRET, secret=True),
+                Credential("partner_id", stream.DEFAULT_PARTNER_ID),
+            ],
+            "thingspace": [
+                Credential("base_url", urls["thingspace"]),
+                Credential("app_key", thingspace.DEFAULT_APP_KEY),
+                Credential("app_secret", thingspace.DEFAULT_APP_SECRET, secret=True),
+                Credential("username", thingspace.DEFAULT_USERNAME),
+                Credential("password", thingspace.DEFAULT_PASSWORD, secret=True),
+                Credential("account_name", thingspace.DEFAULT_ACCOUNT),
+            ],
+            "equinix": [
+                Credential("base_url", urls["equinix"]),
+                Credential("client_id", equinix.DEFAULT_CLIENT_ID),
+                Credential("client_secret", equinix.DEFAULT_CLIENT_SECRET, secret=True),
+                Credential("api_generation", "streaming"),
+            ],
+        }
+
     def wait(self) -> None:
         """Block until `stop()` (or Ctrl-C)."""
         while not self._stop.wait(0.5):
@@ -72,6 +131,20 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def dma_certificate(directory: Path) -> TLSFiles:
+    """The DMA emulator's certificate in `directory`: the one kept there while it is valid for another
+    `CERT_KEPT_WHILE_VALID_FOR`, else a new one."""
+    certfile, keyfile = directory / f"{DMA_CERT_NAME}.crt", directory / f"{DMA_CERT_NAME}.key"
+    try:
+        pem = certfile.read_text()
+        expires = x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
+        if keyfile.is_file() and expires - dt.datetime.now(dt.UTC) > CERT_KEPT_WHILE_VALID_FOR:
+            return TLSFiles(certfile=certfile, keyfile=keyfile, cert_pem=pem)
+    except (OSError, ValueError):
+        pass  # none yet, or unreadable: make one
+    return self_signed(directory, common_name=DMA_CERT_NAME)
 
 
 def _build(vendor: str, started: dict[str, VendorSandbox], options: dict[str, Any]) -> VendorSandbox:

@@ -5,11 +5,17 @@ What it enforces (source in brackets; see docs/vendors/thingspace.md):
 - ``POST /api/ts/v1/oauth2/token``: Basic ``app_key:app_secret``, form ``grant_type=client_credentials``; a
   bearer valid one hour, and the same bearer again while it lives (doc).
 - ``POST /api/m2m/v1/session/login`` ``{username, password}`` -> ``{sessionToken}``, with a bearer; a session
-  expires after 20 minutes without use, and 5 failed logins in a row lock the user (doc).
+  expires after 20 minutes without use, and 5 failed logins in a row lock the user (doc);
+  ``POST /api/m2m/v1/session/logout`` with both tokens ends the session -> ``{sessionToken}`` (doc). The
+  session API answers its own errors as 400 ``{errorCode, errorMessage}`` (doc: Verizon's SDK, whose codes
+  are ``<service>.<code>``; the codes here are ours).
 - Cloud Connector under ``/api/cc/v1`` needs both ``Authorization: Bearer`` and ``VZ-M2M-Token`` (seed). An
   unknown or expired bearer gets the API gateway's fault 900901, a missing one 900902 (doc), both 401; a
   missing or dead session gets 401 ``unauthorized``.
 - A target must exist before its subscription, one subscription per ``streamkind`` per account (seed).
+  Target schemes: ``streamrest``, ``streamawsiot`` (doc), ``streamazureiot`` (doc: the SDK's Create Target
+  example, an Azure IoT Central URL with a ``SharedAccessSignature`` in ``fields.httpheaders``) and
+  ``streamawssqs`` (ours).
 - Errors are ``{"error", "error_description", "cause"}`` (seed): 400 ``bad_request``, 404 ``not_found``.
 - Receiver credentials a target was given are stored, used for delivery, and never returned.
 
@@ -57,8 +63,11 @@ STREAM_KINDS = ("ts.event", "ts.event.diagnostics", "ts.event.configuration", "t
 TARGET_TYPES = {
     "streamrest": "REST",  # ours
     "streamawsiot": "Amazon Web Services",  # doc (query example)
+    "streamazureiot": "Azure IoT Central",  # ours
     "streamawssqs": "Amazon SQS",  # ours
 }
+HEADER_SCHEMES = frozenset({"streamrest", "streamazureiot"})  # targets that take receiver headers
+SESSION_SERVICE = "UnifiedWebService"  # doc: a session error code is "<service>.<code>"
 SESSION_HEADER = "VZ-M2M-Token"
 _CC = "/api/cc/v1"
 _NO_TIME = "0001-01-01T00:00:00Z"  # seed: laststreamingtime before any streaming
@@ -113,7 +122,7 @@ class _TargetIn(_CCBody):
     name: str | None = None
     description: str | None = None
     address: str = Field(min_length=1)  # ours: required (the doc marks it optional)
-    addressscheme: Literal["streamrest", "streamawsiot", "streamawssqs"]
+    addressscheme: Literal["streamrest", "streamawsiot", "streamazureiot", "streamawssqs"]
     region: str | None = None
     externalid: str | None = None
     fields: _Fields | None = None
@@ -283,6 +292,7 @@ class ThingSpaceSandbox(VendorSandbox):
             Route("/api/ts/v1/oauth2/token", self._token, methods=["POST"]),
             Route("/api/ts/v1/oauth2/revoke", self._revoke, methods=["POST"]),
             Route("/api/m2m/v1/session/login", self._login, methods=["POST"]),
+            Route("/api/m2m/v1/session/logout", self._logout, methods=["POST"]),
             Route(f"{_CC}/targets", self._create_target, methods=["POST"]),
             Route(f"{_CC}/targets/actions/query", self._query_targets, methods=["POST"]),
             Route(f"{_CC}/targets/actions/delete", self._delete_target, methods=["POST"]),
@@ -332,22 +342,41 @@ class ThingSpaceSandbox(VendorSandbox):
         denied = self._check_bearer(request)
         if denied is not None:
             return denied
-        body = await self._body(request, _Login)
+        body = await self._body(request, _Login, self._session_fail)
         if isinstance(body, Response):
             return body
         user = self.users.get(body.username)
         if user is not None and user.failed_logins >= MAX_FAILED_LOGINS:
-            return self._fail(
-                401, "unauthorized", "The user is locked", "5 failed logins in a row; Verizon Support unlocks"
+            return self._session_fail(
+                "REQUEST_FAILED.UserLocked",
+                "The user is locked after 5 failed logins; Verizon Support unlocks",
             )
         if user is None or not hmac.compare_digest(user.password.encode(), body.password.encode()):
             if user is not None:
                 user.failed_logins += 1
-            return self._fail(401, "unauthorized", "Invalid username or password", "session login failed")
+            return self._session_fail("REQUEST_FAILED.LoginFailed", "Invalid username or password")
         user.failed_logins = 0
         token = _secret_token()
         self.sessions[token] = _Expiring(body.username, self.now() + SESSION_IDLE)
         return JSONResponse({"sessionToken": token})
+
+    async def _logout(self, request: Request) -> Response:
+        """doc: ends the session named by ``VZ-M2M-Token``; answers its token (the SDK's LogOutRequest)."""
+        denied = self._check_bearer(request)
+        if denied is not None:
+            return denied
+        token = request.headers.get(SESSION_HEADER, "")
+        session = self.sessions.pop(token, None)
+        if session is None or session.expires_at <= self.now():
+            return self._session_fail(
+                "REQUEST_FAILED.SessionToken.Invalid", "VZ-M2M-Token is invalid or expired"
+            )
+        return JSONResponse({"sessionToken": token})
+
+    def _session_fail(self, code: str, message: str) -> Response:
+        """The session API's error (doc: 400 ``{errorCode, errorMessage}``)."""
+        body = {"errorCode": f"{SESSION_SERVICE}.{code}", "errorMessage": message}
+        return JSONResponse(body, status_code=400)
 
     def _basic_app(self, request: Request) -> str | None:
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
@@ -393,18 +422,21 @@ class ThingSpaceSandbox(VendorSandbox):
         return self.users[session.owner]
 
     # -- request plumbing --------------------------------------------------------------------------------------
-    async def _body(self, request: Request, model: type[B]) -> B | Response:
+    async def _body(
+        self, request: Request, model: type[B], fail: Callable[[str, str], Response] | None = None
+    ) -> B | Response:
+        refuse = fail or (lambda code, message: self._fail(400, "bad_request", message, "validation"))
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":  # seed: the content type must be JSON
-            return self._fail(400, "bad_request", "Content-Type must be application/json")
+            return refuse("INPUT_INVALID.ContentType", "Content-Type must be application/json")
         try:
             data = json.loads(await request.body())
         except ValueError:
-            return self._fail(400, "bad_request", "The request body is not valid JSON")
+            return refuse("INPUT_INVALID.Json", "The request body is not valid JSON")
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            return self._fail(400, "bad_request", f"Invalid request: {describe(exc)}", "validation")
+            return refuse("INPUT_INVALID.Body", f"Invalid request: {describe(exc)}")
 
     async def _cc(self, request: Request, model: type[B]) -> tuple[B, str] | Response:
         """Authenticate a Cloud Connector call, validate its body, and check its billing account."""
@@ -444,10 +476,10 @@ class ThingSpaceSandbox(VendorSandbox):
                 400, "bad_request", f"Invalid address for {body.addressscheme}: {problem}", "address"
             )
         headers = (body.fields.httpheaders if body.fields else None) or {}
-        if body.addressscheme != "streamrest" and (headers or body.key1 or body.oauth):
-            return self._fail(
-                400, "bad_request", "Receiver credentials are for streamrest targets only"
-            )  # ours
+        if body.addressscheme not in HEADER_SCHEMES and headers:  # ours
+            return self._fail(400, "bad_request", "httpheaders are for streamrest and streamazureiot targets")
+        if body.addressscheme != "streamrest" and (body.key1 or body.oauth):  # ours
+            return self._fail(400, "bad_request", "key1 and oauth are for streamrest targets only")
         if body.externalid is not None and body.externalid not in self.external_ids.get(account, set()):
             return self._fail(
                 400, "bad_request", "Unknown externalid", "get one from /targets/actions/newextid"
@@ -841,6 +873,9 @@ def _address_problem(scheme: str, address: str) -> str | None:
         return None
     if scheme == "streamawsiot":
         return None if address.startswith("arn:aws:") else "not an AWS ARN"  # doc: a valid ARN
+    if scheme == "streamazureiot":  # doc: the IoT Central application's https URL
+        parts = urlsplit(address)
+        return None if parts.scheme == "https" and parts.hostname else "not an https URL"
     # ours: streamawssqs takes a queue URL or an SQS ARN
     if address.startswith("arn:aws:sqs:") or urlsplit(address).scheme in ("https", "http"):
         return None

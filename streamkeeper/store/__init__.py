@@ -4,6 +4,7 @@ from streamkeeper.store.history import HistoryStore, default_path
 from streamkeeper.store.records import (
     EventGap,
     OnboardingStep,
+    RejectedDelivery,
     Snapshot,
     SubscriptionVersion,
     TokenEvent,
@@ -13,6 +14,7 @@ __all__ = [
     "EventGap",
     "HistoryStore",
     "OnboardingStep",
+    "RejectedDelivery",
     "Snapshot",
     "SubscriptionVersion",
     "TokenEvent",

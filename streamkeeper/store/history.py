@@ -29,6 +29,7 @@ from streamkeeper.store.records import (
     EVENT_COLUMNS,
     EventGap,
     OnboardingStep,
+    RejectedDelivery,
     Snapshot,
     SubscriptionVersion,
     TokenEvent,
@@ -250,6 +251,35 @@ class HistoryStore:
         with self.writer() as con:
             self._append(con, "event_gaps", frame)
         return len(gaps)
+
+    def record_rejected(
+        self, rejected: Sequence[RejectedDelivery], con: duckdb.DuckDBPyConnection | None = None
+    ) -> int:
+        """Record quarantined deliveries, once per ``landing_path`` (a file quarantined again after a crash
+        between the commit and the move is kept once). In `con`'s transaction when given."""
+        if not rejected:
+            return 0
+        frame = self._frame(rejected)
+        frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
+        if con is None:
+            with self.writer() as writer:
+                return self._record_rejected(writer, frame)
+        return self._record_rejected(con, frame)
+
+    def _record_rejected(self, con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
+        con.register("rejected_batch", frame)
+        try:
+            result = _run(
+                con,
+                """
+                INSERT INTO rejected_deliveries BY NAME
+                SELECT * FROM rejected_batch AS r
+                WHERE NOT EXISTS (SELECT 1 FROM rejected_deliveries AS d WHERE d.landing_path = r.landing_path)
+                """,
+            )
+        finally:
+            con.unregister("rejected_batch")
+        return int(result[0][0])
 
     def load_events(
         self,

@@ -42,6 +42,8 @@ class SubscriptionVersion(BaseModel):
     status: str | None = None
     change: Change
     detail: str | None = None
+    owner: str | None = None
+    """The flow that owns it, when not the spec (provision-subscriptions): e.g. ``onboard-organization``."""
     valid_from: datetime = Field(default_factory=utcnow)
     version_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -107,6 +109,18 @@ class EventGap(BaseModel):
     received: int | None = None
     detail: str | None = None
     detected_at: datetime = Field(default_factory=utcnow)
+
+
+class RejectedDelivery(BaseModel):
+    """An acknowledged delivery the loader could not load: moved aside (``landing_path``), with the reason."""
+
+    vendor: str | None = None
+    route: str | None = None
+    delivery_id: str | None = None
+    received_at: datetime | None = None
+    reason: str
+    landing_path: str
+    quarantined_at: datetime = Field(default_factory=utcnow)
 
 
 EVENT_COLUMNS = [

@@ -191,6 +191,31 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(
         3,
+        "rejected_deliveries: acknowledged deliveries (landing files) quarantined by the loader",
+        """
+        CREATE TABLE rejected_deliveries (
+            vendor VARCHAR,
+            route VARCHAR,
+            delivery_id VARCHAR,
+            received_at TIMESTAMPTZ,
+            reason VARCHAR NOT NULL,
+            landing_path VARCHAR NOT NULL,
+            quarantined_at TIMESTAMPTZ NOT NULL,
+            flow_run_id VARCHAR
+        );
+        """,
+    ),
+    Migration(
+        4,
+        "who owns each subscription",
+        # NULL: the spec (provision-subscriptions); else the flow that made it, e.g. onboard-organization.
+        # What another flow owns is neither drift nor deleted by a prune.
+        """
+        ALTER TABLE subscriptions ADD COLUMN owner VARCHAR;
+        """,
+    ),
+    Migration(
+        5,
         "unchanged audits as one snapshot row pointing at the last full one; audit inputs; snapshot_items",
         """
         ALTER TABLE subscription_snapshots ADD COLUMN same_as VARCHAR;

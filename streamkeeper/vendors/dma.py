@@ -1,8 +1,12 @@
 """Polycom RealPresence DMA REST API: subscriptions to conference events.
 
 Sources: seed 001_40a90556fadd19e5.txt (the subscription resource) and the DMA API docs (VENDORS.md §2).
-JSON and XML representations (``application/vnd.plcm.plcm-subscription[-v2]+json|+xml``); the JSON uses
-camelCase (``consumerUrl``), the XML hyphenated names (``consumer-url``). HTTP Basic auth; usually a
+JSON and XML representations, version 1 or 2 (seed: ``application/vnd.plcm.plcm-subscription[-v2]+json|
++xml``, lists ``...plcm-subscription-list[-v2]+...``), chosen with `DMAClient`'s ``media_format`` and
+``media_version`` and sent in ``Accept`` and ``Content-Type``. The JSON uses camelCase (``consumerUrl``),
+the XML hyphenated names (``consumer-url``). Version 2 adds a ``plcm-subscription-parameter-list`` (doc: the
+v2 schema; its entries' ``name``/``value`` shape is ours); the XML root of a version 2 body is
+``plcm-subscription-v2`` (ours: the media type's name, as in version 1). HTTP Basic auth; usually a
 self-signed certificate, trusted through a CA bundle, never by turning verification off.
 """
 
@@ -31,8 +35,17 @@ MAX_TIME_TO_LIVE = 93600
 
 MEDIA = "application/vnd.plcm.plcm-{kind}+{fmt}"
 XML_NS = "urn:com:polycom:api:rest:plcm-{kind}"  # ours: the namespace pattern of the other plcm types
+PARAMETERS = "plcm-subscription-parameter-list"  # doc: the v2 representation's extra element
+PARAMETER = "plcm-subscription-parameter"  # ours: one entry, {name, value}
 
 MediaFormat = Literal["json", "xml"]
+MediaVersion = Literal["v1", "v2"]
+
+
+def media_kind(kind: str, version: MediaVersion) -> str:
+    """``subscription`` -> ``subscription-v2`` for version 2 (seed: the -v2 media types)."""
+    return f"{kind}-v2" if version == "v2" and kind != "error" else kind
+
 
 # Fields of plcm-subscription (XML element names); JSON uses the camelCase of each.
 SUBSCRIPTION_FIELDS = (
@@ -71,6 +84,8 @@ class Subscription(VendorModel):
     calculated_expiration_date: datetime | None = Field(
         None, validation_alias=_alias("calculated_expiration_date")
     )
+    parameters: dict[str, str] | None = Field(None, validation_alias=_alias("parameters"))
+    """The v2 representation's subscription parameters (None in version 1)."""
 
 
 class NewSubscription(RequestModel):
@@ -86,6 +101,8 @@ class NewSubscription(RequestModel):
     send_update_notifications: bool | None = None
     passback: str | None = None
     passthru: str | None = None
+    parameters: dict[str, str] | None = None
+    """Subscription parameters: only the v2 representation carries them."""
 
     @field_validator("consumer_url")
     @classmethod
@@ -107,25 +124,48 @@ NOT_MODIFIED = None
 
 
 # -- representations ---------------------------------------------------------------------------------------
+def _camel(name: str) -> str:
+    return to_camel(name.replace("-", "_"))
+
+
 def to_wire(fields: dict[str, Any], fmt: MediaFormat, kind: str = "subscription") -> bytes:
-    """Serialise a subscription (keys in hyphenated form) as JSON (camelCase) or XML."""
+    """Serialise a subscription (keys in hyphenated form; ``parameters`` a dict) as JSON or XML of `kind`
+    (``subscription``, ``subscription-v2``, ``error``)."""
     present = {k: v for k, v in fields.items() if v is not None}
+    parameters = present.pop("parameters", None)
     if fmt == "json":
         import json
 
-        return json.dumps({to_camel(k.replace("-", "_")): v for k, v in present.items()}).encode()
+        body: dict[str, Any] = {_camel(k): v for k, v in present.items()}
+        if parameters is not None:
+            entries = [{"name": n, "value": v} for n, v in parameters.items()]
+            body[_camel(PARAMETERS)] = {_camel(PARAMETER): entries}
+        return json.dumps(body).encode()
     root = ET.Element(f"plcm-{kind}", xmlns=XML_NS.format(kind=kind))
     for key, value in present.items():
         ET.SubElement(root, key).text = str(value).lower() if isinstance(value, bool) else str(value)
+    if parameters is not None:
+        listing = ET.SubElement(root, PARAMETERS)
+        for name, value in parameters.items():
+            entry = ET.SubElement(listing, PARAMETER)
+            ET.SubElement(entry, "name").text = name
+            ET.SubElement(entry, "value").text = value
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
 
 
 def _xml_fields(element: ET.Element) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for child in element:
-        tag = child.tag.rsplit("}", 1)[-1]
+        tag = _local(child.tag)
         text = (child.text or "").strip()
-        if tag in _INT_FIELDS:
+        if tag == PARAMETERS:
+            entries = [{_local(e.tag): (e.text or "").strip() for e in entry} for entry in child]
+            out["parameters"] = {e.get("name", ""): e.get("value", "") for e in entries}
+        elif tag in _INT_FIELDS:
             out[tag] = int(text) if text.lstrip("-").isdigit() else text
         elif tag in _BOOL_FIELDS:
             out[tag] = text.lower() == "true"
@@ -135,12 +175,22 @@ def _xml_fields(element: ET.Element) -> dict[str, Any]:
 
 
 def from_xml(body: bytes) -> Any:
-    """Parse a plcm-subscription, plcm-subscription-list or plcm-error XML body into dicts."""
+    """Parse a plcm-subscription[-v2], plcm-subscription-list[-v2] or plcm-error XML body into dicts."""
     root = ET.fromstring(body)
-    tag = root.tag.rsplit("}", 1)[-1]
-    if tag.endswith("-list"):
+    tag = _local(root.tag)
+    if tag.endswith(("-list", "-list-v2")):
         return [_xml_fields(child) for child in root]
     return _xml_fields(root)
+
+
+def _json_parameters(item: Any) -> Any:
+    """A JSON subscription with its v2 parameter list as ``parameters: {name: value}``."""
+    if not isinstance(item, dict) or _camel(PARAMETERS) not in item:
+        return item
+    listing = item.pop(_camel(PARAMETERS)) or {}
+    entries = listing.get(_camel(PARAMETER), []) if isinstance(listing, dict) else listing
+    item["parameters"] = {str(e.get("name")): str(e.get("value")) for e in entries if isinstance(e, dict)}
+    return item
 
 
 class DMAClient(VendorClient):
@@ -151,6 +201,8 @@ class DMAClient(VendorClient):
         username: DMA user (Provisioner or Administrator to see every subscription).
         password: DMA password.
         media_format: ``json`` or ``xml`` representations.
+        media_version: ``v1`` (``plcm-subscription+...``) or ``v2`` (``plcm-subscription-v2+...``, with
+            subscription parameters).
         **kwargs: passed to `VendorClient` (verify, timeout, transport, retry, recorder).
     """
 
@@ -163,19 +215,29 @@ class DMAClient(VendorClient):
         username: str,
         password: SecretStr,
         media_format: MediaFormat = "json",
+        media_version: MediaVersion = "v1",
         **kwargs: Any,
     ) -> None:
         super().__init__(base_url, auth=basic_auth(username, password), **kwargs)
         if media_format not in ("json", "xml"):
             raise ValueError(f"media_format must be json or xml, not {media_format!r}")
+        if media_version not in ("v1", "v2"):
+            raise ValueError(f"media_version must be v1 or v2, not {media_version!r}")
         self.media_format: MediaFormat = media_format
+        self.media_version: MediaVersion = media_version
 
     def _media(self, kind: str) -> str:
-        return MEDIA.format(kind=kind, fmt=self.media_format)
+        return MEDIA.format(kind=media_kind(kind, self.media_version), fmt=self.media_format)
+
+    def _encode(self, fields: dict[str, Any]) -> bytes:
+        return to_wire(fields, self.media_format, media_kind("subscription", self.media_version))
 
     def _decode(self, response: httpx.Response, operation: str) -> Any:
         if self.media_format == "json":
-            return self.json_body(response, operation)
+            body = self.json_body(response, operation)
+            if isinstance(body, list):
+                return [_json_parameters(item) for item in body]
+            return _json_parameters(body)
         try:
             return from_xml(response.content)
         except ET.ParseError:
@@ -212,8 +274,11 @@ class DMAClient(VendorClient):
         if response.status_code == 304:
             return NOT_MODIFIED
         data = self._decode(response, op)
-        if isinstance(data, dict):  # JSON: {"plcmSubscription": [...]} (ours: the list's JSON wrapper)
-            data = data.get("plcmSubscription", data.get("plcm-subscription", []))
+        if isinstance(data, dict):  # JSON: {"plcmSubscription[V2]": [...]} (ours: the list's JSON wrapper)
+            key = next(
+                (k for k in ("plcmSubscriptionV2", "plcmSubscription", "plcm-subscription") if k in data), ""
+            )
+            data = [_json_parameters(item) for item in data.get(key, [])]
         items = self.validate(data, list[Subscription], op)
         return SubscriptionList(subscriptions=items, etag=response.headers.get("ETag"))
 
@@ -266,7 +331,12 @@ class DMAClient(VendorClient):
             "send-update-notifications": new.send_update_notifications,
             "passback": new.passback,
             "passthru": new.passthru,
+            "parameters": new.parameters,
         }
+        if new.parameters is not None and self.media_version != "v2":
+            from streamkeeper.vendors.http import RequestInvalid
+
+            raise RequestInvalid(self.vendor, op, "invalid request: parameters need media_version v2")
         path = "/" + "/".join(["conferences", "{conference}", "participants"][: len(parts)])
         params = {"conference": parts[1]} if len(parts) > 1 else None
 
@@ -276,7 +346,7 @@ class DMAClient(VendorClient):
                 path,
                 path_params=params,
                 operation=op,
-                content=to_wire(fields, self.media_format),
+                content=self._encode(fields),
                 headers={"Content-Type": self._media("subscription"), "Accept": self._media("subscription")},
             )
             location = response.headers.get("Location")
@@ -321,8 +391,12 @@ class DMAClient(VendorClient):
             "/subscriptions/{id}",
             path_params={"id": subscription_id},
             operation=op,
-            content=to_wire({"time-to-live": time_to_live, "entity-tag": etag}, self.media_format),
-            headers={"Content-Type": self._media("subscription"), "If-Match": etag},
+            content=self._encode({"time-to-live": time_to_live, "entity-tag": etag}),
+            headers={
+                "Content-Type": self._media("subscription"),
+                "Accept": self._media("subscription"),  # errors then come in the same format
+                "If-Match": etag,
+            },
         )
         return response.headers.get("ETag")
 

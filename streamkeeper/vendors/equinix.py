@@ -9,8 +9,15 @@
   ``/smartview/v2/streaming/subscriptionData/{id}`` serves the messages of a subscription by
   ``offset``/``limit`` (`iter_subscription_data` pages through it from a stored cursor).
 
+The current API follows Equinix's published definition (its Go SDK repository): channel types
+``AWS_IOT_CORE | WEBHOOK | AZURE`` with the webhook's bounds, string reading and power values, heartbeats in
+``data`` (the prose docs' form beside it parses too). Both APIs can answer 2xx for a subscription they
+refuse (seed: ``errors[]`` and a ``status`` on a 200; streaming: FAILED): creates and updates raise
+`SubscriptionRefused`, and `problem` says what is wrong with a held one.
+
 Auth is OAuth2 client credentials (``POST /oauth2/v1/token``, no refresh token): `TokenAuth` caches the
-token, renews it 60 s before ``token_timeout`` runs out, and once more on a 401.
+token, renews it 60 s before ``token_timeout`` runs out, and once more on a 401. The token API refuses with
+400 (the definition), raised as `AuthenticationFailed`.
 
 Secrets: the client secret, the ``config.token`` of a streams subscription and the Azure connection
 strings are `SecretStr` here and registered for redaction; the token is unwrapped only into the request
@@ -23,20 +30,23 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
-from typing import Any, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import httpx
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from streamkeeper.vendors.http import (
+    AuthenticationFailed,
     MalformedResponse,
     NotFound,
     RequestModel,
     Token,
     TokenAuth,
     VendorClient,
+    VendorError,
+    VendorHTTPError,
     VendorModel,
     build_request,
     register_secret,
@@ -61,9 +71,16 @@ Region = Literal["AMER", "EMEA", "APAC"]
 Granularity = Literal["IBX", "ZONE", "CAGE"]
 Method = Literal["PULL", "PUSH"]
 Provider = Literal["GOOGLE", "AWS", "AWS_IOT", "AZURE", "KAFKA"]
-# doc: AWS_IOT_CORE, WEBHOOK, AZURE; the docs also name a REST channel (pull through subscriptionData),
-# whose channelType value is not published.
-ChannelType = Literal["AWS_IOT_CORE", "WEBHOOK", "AZURE", "REST"]  # ours: "REST"
+# doc (the published definition): the channel types; subscriptionData serves every channel's messages
+ChannelType = Literal["AWS_IOT_CORE", "WEBHOOK", "AZURE"]
+CHANNEL_TYPES: tuple[str, ...] = get_args(ChannelType)
+# doc (the definition): the current API's asset filter has no POWER classification
+StreamingAssetClassification = Literal["ELECTRICAL", "MECHANICAL", "ENVIRONMENTAL"]
+BatchSize = Annotated[int, Field(ge=5, le=20)]  # doc: the webhook and Azure channels' bounds
+ConcurrentCalls = Annotated[int, Field(ge=20, le=50)]
+Retries = Annotated[int, Field(ge=1, le=5)]
+OK_STATUS = "OK"  # seed: the status of an accepted streams subscription
+FAILED_STATUS = "FAILED"  # doc: a streaming subscription that failed
 MessageTypeFilter = Literal["ALARM", "ALERT", "ENVIRONMENTAL", "METERED_POWER", "POWER", "TAG_POINT"]
 
 STREAMS_FAMILIES = ("alarm", "alert", "asset", "environment", "power")
@@ -235,14 +252,14 @@ class _StreamingFilter(_Request):
 class StreamingAssetFilter(_StreamingFilter):
     """Asset messages of one account."""
 
-    asset_classification: list[AssetClassification] | None = None
-    asset_id: list[str] | None = None
+    asset_classification: list[StreamingAssetClassification] | None = Field(default=None, min_length=1)
+    asset_id: list[str] | None = Field(default=None, min_length=1)
 
 
 class StreamingEnvironmentalFilter(_StreamingFilter):
     """Environmental messages of one account."""
 
-    level: list[Granularity] | None = None
+    level: list[Granularity] | None = Field(default=None, min_length=1, max_length=3)
 
 
 class StreamingFilter(_StreamingFilter):
@@ -280,28 +297,28 @@ class AwsIotCoreChannelConfiguration(_Request):
 
 
 class WebhookChannelConfiguration(_Request):
-    """Where and how a webhook channel posts (mutual TLS)."""
+    """Where and how a webhook channel posts (doc: mutual TLS; `ssl_certificate` is the receiver's
+    certificate, base64, which Equinix checks the endpoint against)."""
 
     url: str = Field(min_length=1)
-    batch_size: int | None = Field(default=None, ge=1)
-    number_of_concurrent_calls: int | None = Field(default=None, ge=1)
-    number_of_retries: int | None = Field(default=None, ge=0)
+    batch_size: BatchSize | None = None
+    number_of_concurrent_calls: ConcurrentCalls | None = None
+    number_of_retries: Retries | None = None
     ssl_certificate: str | None = None
 
 
 class AzureChannelConfiguration(_Request):
     """How an Azure Event Hub channel delivers."""
 
-    batch_size: int | None = Field(default=None, ge=1)
-    number_of_concurrent_calls: int | None = Field(default=None, ge=1)
-    number_of_retries: int | None = Field(default=None, ge=0)
+    batch_size: BatchSize | None = None
+    number_of_concurrent_calls: ConcurrentCalls | None = None
+    number_of_retries: Retries | None = None
 
 
-_CHANNEL_CONFIG: dict[str, str | None] = {
+_CHANNEL_CONFIG: dict[str, str] = {
     "AWS_IOT_CORE": "aws_iot_core_channel_configuration",
     "WEBHOOK": "webhook_channel_configuration",
     "AZURE": "azure_channel_configuration",
-    "REST": None,
 }
 
 
@@ -318,10 +335,10 @@ class StreamingChannel(_Request):
         # doc: "Only one channel is allowed for a single subscription."
         wanted = _CHANNEL_CONFIG[self.channel_type]
         for name in _CHANNEL_CONFIG.values():
-            if name is not None and name != wanted and getattr(self, name) is not None:
+            if name != wanted and getattr(self, name) is not None:
                 raise ValueError(f"{to_camel(name)} does not go with channelType {self.channel_type}")
-        if self.channel_type in ("AWS_IOT_CORE", "WEBHOOK") and getattr(self, wanted or "") is None:
-            raise ValueError(f"channelType {self.channel_type} needs {to_camel(wanted or '')}")
+        if self.channel_type in ("AWS_IOT_CORE", "WEBHOOK") and getattr(self, wanted) is None:
+            raise ValueError(f"channelType {self.channel_type} needs {to_camel(wanted)}")
         return self
 
 
@@ -359,6 +376,12 @@ class StreamingChannelInfo(_Answer):
 
     channel_type: str | None = None
 
+    def webhook_url(self) -> str | None:
+        """The URL a WEBHOOK channel posts to (None for other channels)."""
+        config = (self.model_extra or {}).get("webhookChannelConfiguration")
+        url = config.get("url") if isinstance(config, dict) else None
+        return url if self.channel_type == "WEBHOOK" and isinstance(url, str) else None
+
 
 class StreamingSubscription(_Answer):
     """A streaming (current API) subscription."""
@@ -375,21 +398,43 @@ class StreamingSubscription(_Answer):
 
 
 # -- subscription data -------------------------------------------------------------------------------------
+_TIME_KEYS = ("readingTime", "triggeredTime", "processedTime", "lastUpdated", "alertTime", "eventTime")
+
+
+def parse_message_time(value: object) -> datetime | None:
+    """A message time as an aware UTC datetime: ISO 8601 with ``T`` or a space (the definition's examples,
+    ``2023-10-03 13:09:32``), with or without a zone (none: UTC, ours), or epoch milliseconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return parse_message_time(int(text))
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 class SubscriptionMessage(_Answer):
     """One message of a subscription's feed: ``{"type": ..., "data": {...}}``.
 
-    Weekly heartbeats carry ``heartbeat: "true"``.
+    Reading and power values are strings in the published definition (``"50.045"``) and numbers in older
+    answers: both parse (`reading_value`). A weekly heartbeat says so in ``data.heartbeat`` (the
+    definition: a boolean) or beside ``data`` (the prose docs: ``heartbeat: "true"``): both count.
     """
 
     type: str
     data: dict[str, Any] = Field(default_factory=dict)
-    heartbeat: str | None = None
+    heartbeat: bool | str | None = None
 
     @property
     def is_heartbeat(self) -> bool:
-        """True for a heartbeat message (``heartbeat: "true"`` on the message or in its data)."""
+        """True for a heartbeat message, in either form."""
         flag = self.heartbeat if self.heartbeat is not None else self.data.get("heartbeat")
-        return str(flag).lower() == "true"
+        return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
 
     @property
     def message_id(self) -> str:
@@ -399,15 +444,22 @@ class SubscriptionMessage(_Answer):
 
     @property
     def occurred_at(self) -> datetime | None:
-        """When the reading or alert happened, when the message says."""
-        for key in ("readingTime", "alertTime", "eventTime", "timestamp"):
-            value = self.data.get(key)
-            if isinstance(value, str):
-                try:
-                    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError:
-                    return None
+        """When the reading or alert happened, when the message says (UTC)."""
+        for key in _TIME_KEYS:
+            if key in self.data:
+                return parse_message_time(self.data[key])
         return None
+
+    def reading_value(self, name: str = "reading") -> float | None:
+        """A ``{unit, value}`` of the data (``reading``, ``realPower``, ...) as a number, string or not."""
+        item = self.data.get(name)
+        value = item.get("value") if isinstance(item, Mapping) else None
+        if isinstance(value, bool) or value is None:
+            return None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
 
 
 class Pagination(_Answer):
@@ -473,7 +525,8 @@ def api_error_details(body: object) -> tuple[str | None, str | None]:
     """The error code and a description from an Equinix error body.
 
     Shapes: an ApiError ``{errorCode, errorMessage, correlationId, details, additionalInfo}``, a list of
-    them, the streams API's ``{errors: [{code, message, more_info, data}]}``, and OAuth's
+    them, the streams API's ``{errors: [{code, message, more_info, data}]}``, the token API's
+    ``{error_domain, error_title, error_code, developer_message, error_message}`` (doc), and OAuth's
     ``{error, error_description}``.
     """
     if isinstance(body, list) and body and isinstance(body[0], Mapping):
@@ -492,6 +545,13 @@ def api_error_details(body: object) -> tuple[str | None, str | None]:
         if correlation := _text(body.get("correlationId")):
             parts.append(f"correlationId: {correlation}")
         return _text(body.get("errorCode")), "; ".join(p for p in parts if p) or None
+    if "error_code" in body or "error_message" in body:  # the token API (doc: Oauth2TokenErrorResponse)
+        parts = [_text(body.get("error_message"))]
+        if (developer := _text(body.get("developer_message"))) and developer not in parts:
+            parts.append(f"developer_message: {developer}")
+        if title := _text(body.get("error_title")):
+            parts.append(f"error_title: {title}")
+        return _text(body.get("error_code")), "; ".join(p for p in parts if p) or None
     errors = body.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
         first = errors[0]
@@ -521,6 +581,70 @@ def _subset(expected: object, actual: object) -> bool:
             and all(_subset(e, a) for e, a in zip(expected, actual, strict=True))
         )
     return expected == actual
+
+
+# -- tokens and refusals -----------------------------------------------------------------------------------
+class AccessToken(VendorModel):
+    """The token answer (doc: ``Oauth2TokenResponse``; `user_name` is required there, tolerated absent here)."""
+
+    access_token: SecretStr
+    token_timeout: str = "3599"
+    token_type: str = "Bearer"
+    user_name: str | None = None
+
+    @field_validator("token_timeout", mode="before")
+    @classmethod
+    def _as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    def model_post_init(self, context: Any) -> None:
+        register_secret(self.access_token.get_secret_value())
+
+
+def problem(subscription: StreamsSubscription | StreamingSubscription) -> str | None:
+    """What is wrong with a subscription the vendor holds, as one line (None: nothing).
+
+    A streams (seed API) subscription is refused when it carries ``errors`` or a ``status`` other than OK
+    (seed: both come on a 200); a streaming one when its status is FAILED (doc).
+    """
+    if isinstance(subscription, StreamsSubscription):
+        status = subscription.status
+        errors = subscription.errors
+        if not errors and status in (None, OK_STATUS):
+            return None
+        parts = [f"status {status}" if status not in (None, OK_STATUS) else None]
+        for error in errors:
+            entry = ": ".join(t for t in (error.code, error.message) if t) or "(no code or message)"
+            if error.more_info:
+                entry += f" ({error.more_info})"
+            parts.append(entry)
+        return "; ".join(p for p in parts if p)
+    return f"status {FAILED_STATUS}" if subscription.status == FAILED_STATUS else None
+
+
+class SubscriptionRefused(VendorError):
+    """The vendor answered 2xx, but the subscription it holds is refused: ``errors``, or a status that is
+    not OK (streams), or FAILED (streaming). `subscription` is what it holds."""
+
+    def __init__(
+        self, operation: str, subscription: StreamsSubscription | StreamingSubscription, what: str
+    ) -> None:
+        self.subscription = subscription
+        ident = getattr(subscription, "subscription_id", None) or getattr(subscription, "id", "")
+        super().__init__(
+            VENDOR, operation, f"the vendor answered 2xx but refused subscription {ident}: {what}"
+        )
+
+
+S = TypeVar("S", StreamsSubscription, StreamingSubscription)
+
+
+def accepted(operation: str, subscription: S) -> S:
+    """The subscription, or `SubscriptionRefused` when the vendor's answer says it was not accepted."""
+    found = problem(subscription)
+    if found is not None:
+        raise SubscriptionRefused(operation, subscription, found)
+    return subscription
 
 
 # -- the client --------------------------------------------------------------------------------------------
@@ -559,28 +683,35 @@ class EquinixClient(VendorClient):
 
     # -- auth ----------------------------------------------------------------------------------------------
     def _fetch_token(self, stale: Token | None) -> Token:
-        """Client-credentials grant; there is no refresh token, so `stale` is not used."""
+        """Client-credentials grant; there is no refresh token, so `stale` is not used.
+
+        The token API answers a refused request with 400 (doc): credentials it refuses are an
+        `AuthenticationFailed` all the same, like a 401 elsewhere.
+        """
         operation = "get_token"
-        response = self.request(
-            "POST",
-            TOKEN_PATH,
-            operation=operation,
-            json={
-                "grant_type": "client_credentials",
-                "client_id": self.client_id,
-                "client_secret": self._client_secret.get_secret_value(),
-            },
-            auth=None,
-            idempotent=True,  # asking for a token twice is harmless
-        )
-        body = self.json_body(response, operation)
-        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
-            raise MalformedResponse(self.vendor, operation, "token answer has no access_token")
         try:
-            lifetime = float(body.get("token_timeout", 3599))  # doc: a string, "3599"
-        except (TypeError, ValueError):
+            response = self.request(
+                "POST",
+                TOKEN_PATH,
+                operation=operation,
+                json={
+                    "grant_type": "client_credentials",
+                    "client_id": self.client_id,
+                    "client_secret": self._client_secret.get_secret_value(),
+                },
+                auth=None,
+                idempotent=True,  # asking for a token twice is harmless
+            )
+        except VendorHTTPError as exc:
+            if exc.status != 400 or isinstance(exc, AuthenticationFailed):
+                raise
+            raise AuthenticationFailed(exc.vendor, exc.operation, exc.status, exc.code, exc.detail) from None
+        answer = self.parse(response, AccessToken, operation)
+        try:
+            lifetime = float(answer.token_timeout)  # doc: a string, "3599"
+        except ValueError:
             raise MalformedResponse(self.vendor, operation, "token_timeout is not a number") from None
-        return Token(value=SecretStr(body["access_token"]), expires_at=self._clock() + lifetime)
+        return Token(value=answer.access_token, expires_at=self._clock() + lifetime)
 
     def _build(self, operation: str, model: type[R], body: R | Mapping[str, Any]) -> R:
         return build_request(self.vendor, operation, model, body if isinstance(body, model) else dict(body))
@@ -625,6 +756,7 @@ class EquinixClient(VendorClient):
         Raises:
             RequestInvalid: the body does not validate (nothing is sent).
             Conflict: the organisation already has a subscription.
+            SubscriptionRefused: a 200 whose subscription carries ``errors`` or a status other than OK.
         """
         operation = "create_streams_subscription"
         request = self._build(operation, StreamsSubscriptionRequest, body)
@@ -639,12 +771,16 @@ class EquinixClient(VendorClient):
                 return found
             return None
 
-        return self.create(operation, do_create, lookup)
+        return accepted(operation, self.create(operation, do_create, lookup))
 
     def update_streams_subscription(
         self, subscription_id: str, body: StreamsSubscriptionRequest | Mapping[str, Any]
     ) -> StreamsSubscription:
-        """Replace the event families and config of a streams subscription."""
+        """Replace the event families and config of a streams subscription.
+
+        Raises:
+            SubscriptionRefused: a 200 whose subscription carries ``errors`` or a status other than OK.
+        """
         operation = "update_streams_subscription"
         request = self._build(operation, StreamsSubscriptionRequest, body)
         response = self.request(
@@ -654,7 +790,7 @@ class EquinixClient(VendorClient):
             path_params={"id": subscription_id},
             json=request.to_body(),
         )
-        return self.parse(response, StreamsSubscription, operation)
+        return accepted(operation, self.parse(response, StreamsSubscription, operation))
 
     def delete_streams_subscription(self, subscription_id: str | None = None) -> StreamsSubscription:
         """Close the organisation's streams subscription and return it as closed.
@@ -697,6 +833,7 @@ class EquinixClient(VendorClient):
         Raises:
             RequestInvalid: the body does not validate (nothing is sent).
             Conflict: 422, e.g. a second channel type in the organisation.
+            SubscriptionRefused: the created subscription reads FAILED.
         """
         operation = "create_streaming_subscription"
         request = self._build(operation, StreamingSubscriptionRequest, body)
@@ -718,7 +855,7 @@ class EquinixClient(VendorClient):
             ]
             return max(matches, key=_created_at) if matches else None
 
-        return self.create(operation, do_create, lookup)
+        return accepted(operation, self.create(operation, do_create, lookup))
 
     def update_streaming_subscription(
         self, subscription_id: str, body: StreamingSubscriptionRequest | Mapping[str, Any]
@@ -817,6 +954,8 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_PAGE_SIZE",
     "ApiGeneration",
+    "CHANNEL_TYPES",
+    "AccessToken",
     "AwsIotCoreChannelConfiguration",
     "AzureChannelConfiguration",
     "EquinixClient",
@@ -839,6 +978,10 @@ __all__ = [
     "StreamsSubscriptionRequest",
     "SubscriptionData",
     "SubscriptionMessage",
+    "SubscriptionRefused",
     "WebhookChannelConfiguration",
+    "accepted",
     "api_error_details",
+    "parse_message_time",
+    "problem",
 ]

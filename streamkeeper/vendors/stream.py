@@ -447,10 +447,12 @@ def webhook_signature(body: bytes, secret: SecretStr | str) -> str:
 
 
 def verify_webhook_signature(body: bytes, secret: SecretStr | str, signature: str | None) -> bool:
-    """True when `signature` (the header value) is the body's signature; constant-time compare."""
+    """True when `signature` (the header value) is the body's signature; constant-time compare of bytes, so a
+    header that is not ASCII is a mismatch, not an error."""
     if not signature:
         return False
-    return hmac.compare_digest(webhook_signature(body, secret), signature.strip().lower())
+    given = signature.strip().lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(webhook_signature(body, secret).encode(), given)
 
 
 # -- client ------------------------------------------------------------------------------------------------

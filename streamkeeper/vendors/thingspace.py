@@ -2,9 +2,11 @@
 
 Auth is two tokens (doc): an OAuth2 client-credentials bearer from ``POST /api/ts/v1/oauth2/token`` (Basic
 ``app_key:app_secret``, valid one hour) and a VZ-M2M session token from ``POST /api/m2m/v1/session/login``
-(expires after 20 minutes without use). Every Cloud Connector call sends both headers (seed). The two are
-kept together in one `TokenAuth` token (the session token rides in ``Token.extra``), so they are fetched,
-refreshed 60 s before expiry and refreshed once on a 401 as one.
+(expires after 20 minutes without use), ended by ``POST /api/m2m/v1/session/logout`` (`logout`). Every Cloud
+Connector call sends both headers (seed). The two are kept together in one `TokenAuth` token (the session
+token rides in ``Token.extra``), so they are fetched, refreshed 60 s before expiry and refreshed once on a
+401 as one. The session API answers its errors as 400 ``{errorCode, errorMessage}`` (doc: Verizon's SDK); a
+refused login is an `AuthenticationFailed` all the same.
 
 Cloud Connector (base ``/api/cc/v1``): a target says where events go (``streamrest``: an HTTPS receiver,
 optionally with Basic or OAuth2 credentials; ``streamawsiot``; ``streamawssqs``, ours), a subscription says
@@ -33,6 +35,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from streamkeeper.vendors.http import (
+    AuthenticationFailed,
     HeaderAuth,
     NotFound,
     RequestInvalid,
@@ -40,6 +43,7 @@ from streamkeeper.vendors.http import (
     Token,
     TokenAuth,
     VendorClient,
+    VendorHTTPError,
     VendorModel,
     basic_auth,
     bearer,
@@ -52,11 +56,15 @@ STREAM_KINDS: tuple[str, ...] = get_args(StreamKind)
 """The four stream kinds (seed); an account holds at most one subscription of each."""
 
 AddressScheme = Literal["streamrest", "streamawsiot", "streamawssqs"]
-"""``streamrest`` and ``streamawsiot`` (doc); ``streamawssqs`` (ours: events into an SQS queue)."""
+"""What the spec provisions: ``streamrest`` and ``streamawsiot`` (doc); ``streamawssqs`` (ours: into SQS)."""
+TargetScheme = Literal["streamrest", "streamawsiot", "streamazureiot", "streamawssqs"]
+"""Every scheme a target can have: `AddressScheme` and ``streamazureiot`` (doc: the SDK's Create Target example,
+an Azure IoT Central application URL with a ``SharedAccessSignature`` Authorization header)."""
 
 TOKEN_PATH = "/api/ts/v1/oauth2/token"
 REVOKE_PATH = "/api/ts/v1/oauth2/revoke"  # ours: the doc shows a revoke request, its URL is cut in our copy
 LOGIN_PATH = "/api/m2m/v1/session/login"
+LOGOUT_PATH = "/api/m2m/v1/session/logout"
 CC_BASE = "/api/cc/v1"
 SESSION_HEADER = "VZ-M2M-Token"
 SESSION_IDLE_SECONDS = 20 * 60
@@ -121,7 +129,7 @@ class CreateTargetRequest(RequestModel):
     name: str = Field(min_length=1, max_length=256)  # ours: required, so a lost create can be found again
     description: str | None = None
     address: str = Field(min_length=1, max_length=2048)
-    addressscheme: AddressScheme
+    addressscheme: TargetScheme
     region: str | None = None
     externalid: str | None = None
     fields: TargetFields | None = None
@@ -131,10 +139,10 @@ class CreateTargetRequest(RequestModel):
     @model_validator(mode="after")
     def _credentials_for_streamrest_only(self) -> CreateTargetRequest:
         has_headers = bool(self.fields and self.fields.httpheaders)
-        if self.addressscheme != "streamrest" and (has_headers or self.key1 or self.oauth):
-            raise ValueError(
-                "receiver credentials (httpheaders, key1, oauth) are for streamrest targets only"
-            )
+        if self.addressscheme not in ("streamrest", "streamazureiot") and has_headers:
+            raise ValueError("httpheaders are for streamrest and streamazureiot targets only")
+        if self.addressscheme != "streamrest" and (self.key1 or self.oauth):
+            raise ValueError("receiver credentials (key1, oauth) are for streamrest targets only")
         if sum(bool(x) for x in (has_headers, self.key1, self.oauth)) > 1:
             raise ValueError("give one kind of receiver credentials: httpheaders, key1 or oauth")
         return self
@@ -185,6 +193,30 @@ class CreateTargetRequest(RequestModel):
             addressscheme="streamawsiot",
             region=region,
             externalid=externalid,
+            description=description,
+        )
+
+    @classmethod
+    def streamazureiot(
+        cls,
+        name: str,
+        application_url: str,
+        *,
+        shared_access_signature: SecretStr,
+        devicetypes: list[str] | None = None,
+        description: str | None = None,
+    ) -> CreateTargetRequest:
+        """An Azure IoT Central application (doc): its https URL and a ``SharedAccessSignature ...`` token."""
+        token = shared_access_signature.get_secret_value()
+        header = token if token.startswith("SharedAccessSignature ") else f"SharedAccessSignature {token}"
+        fields: dict[str, Any] = {"httpheaders": {"Authorization": SecretStr(header)}}
+        if devicetypes:
+            fields["devicetypes"] = list(devicetypes)
+        return cls._validated(
+            name=name,
+            address=application_url,
+            addressscheme="streamazureiot",
+            fields=fields,
             description=description,
         )
 
@@ -404,15 +436,48 @@ class ThingSpaceClient(VendorClient):
         )
 
     def _login(self, access_token: SecretStr) -> SessionLogin:
-        response = self.request(
-            "POST",
-            LOGIN_PATH,
-            operation="login",
-            json={"username": self._username, "password": self._password.get_secret_value()},
-            auth=HeaderAuth("Authorization", SecretStr(f"Bearer {access_token.get_secret_value()}")),
-            idempotent=True,
-        )
-        return self.parse(response, SessionLogin, "login")
+        try:
+            response = self.request(
+                "POST",
+                LOGIN_PATH,
+                operation="login",
+                json={"username": self._username, "password": self._password.get_secret_value()},
+                auth=HeaderAuth("Authorization", SecretStr(f"Bearer {access_token.get_secret_value()}")),
+                idempotent=True,
+            )
+        except VendorHTTPError as exc:
+            if exc.status != 400:
+                raise
+            # doc: the session API refuses a login with 400 {errorCode, errorMessage}
+            raise AuthenticationFailed(exc.vendor, exc.operation, exc.status, exc.code, exc.detail) from None
+        login = self.parse(response, SessionLogin, "login")
+        register_secret(login.sessionToken.get_secret_value())
+        return login
+
+    def logout(self) -> bool:
+        """End the VZ-M2M session, if one is open (``POST /api/m2m/v1/session/logout``, doc).
+
+        Returns whether a session was ended; the next call logs in again. The bearer token stays valid.
+        """
+        token = self.token_auth.token
+        if token is None:
+            return False
+        self.token_auth.invalidate()
+        headers = {SESSION_HEADER: token.extra[_SESSION_KEY].get_secret_value()}
+        try:
+            self.request(
+                "POST",
+                LOGOUT_PATH,
+                operation="logout",
+                headers=headers,
+                auth=HeaderAuth("Authorization", SecretStr(f"Bearer {token.value.get_secret_value()}")),
+                idempotent=True,
+            )
+        except VendorHTTPError as exc:
+            if exc.status == 400:  # the session had ended already (expired, or logged out)
+                return False
+            raise
+        return True
 
     # -- targets -----------------------------------------------------------------------------------------------
     def create_target(
@@ -557,6 +622,8 @@ class ThingSpaceClient(VendorClient):
             code = fault.get("code")
             detail = ": ".join(str(fault[k]) for k in ("message", "description") if fault.get(k))
             return (str(code) if code is not None else None), detail or None
+        if isinstance(body, dict) and body.get("errorCode"):  # the session API (doc: Verizon's SDK)
+            return str(body["errorCode"]), (str(body["errorMessage"]) if body.get("errorMessage") else None)
         if isinstance(body, dict) and body.get("error"):
             detail = str(body.get("error_description") or "")
             if body.get("cause"):
@@ -657,6 +724,7 @@ __all__ = [
     "TargetOAuth",
     "TargetOAuthBody",
     "TargetOAuthHost",
+    "TargetScheme",
     "ThingSpaceClient",
     "UpdateSubscriptionRequest",
 ]

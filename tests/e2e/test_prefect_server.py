@@ -9,20 +9,17 @@ Every process started here is killed with its process group, also when the test 
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from e2ekit import ROOT, Processes, api, free_port, wait_for
 from pydantic import SecretStr
 
 from streamkeeper.sandbox.base import SandboxServer
@@ -34,79 +31,8 @@ from streamkeeper.vendors.http import tls_verify
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
 POOL = "streamkeeper-process"
 CRON_DEPLOYMENT = "e2e-refresh-every-minute"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], deadline_s: float, what: str, every: float = 0.5) -> Any:
-    """Poll `condition` until it returns something truthy, or fail naming `what`."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-class Processes:
-    """Subprocesses in their own process groups, all killed at the end."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.started.append(proc)
-        return proc
-
-    def log(self, name: str) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(self.started):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
-
-
-async def _api(url: str, action: Callable[[Any], Any]) -> Any:
-    from prefect.client.orchestration import PrefectClient
-
-    async with PrefectClient(api=url) as client:
-        return await action(client)
-
-
-def api(url: str, action: Callable[[Any], Any]) -> Any:
-    """Run one call against the e2e server (a client bound to it, whatever else this process uses)."""
-    return asyncio.run(_api(url, action))
 
 
 def test_deploy_trigger_worker_and_cron(

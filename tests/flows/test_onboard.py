@@ -30,6 +30,7 @@ from streamkeeper.sandbox.stream import (
 )
 from streamkeeper.store import HistoryStore
 from streamkeeper.store.records import utcnow
+from tasks.provision import save_secret
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -219,22 +220,28 @@ FAULTS: list[tuple[str, str, str]] = [
 ]
 
 
-def merchant_codes(sandbox: StreamSandbox) -> dict[str, SecretStr]:
-    """The merchant approves every pending integration: its code by ``type:source``."""
+def merchant_codes(sandbox: StreamSandbox) -> dict[str, str]:
+    """The merchant approves every pending integration: its code by source."""
     return {
-        f"{i.type}:{i.source}": SecretStr(sandbox.authorize(i.id))
+        i.source: sandbox.authorize(i.id)
         for i in list(sandbox.integrations.values())
         if i.status == "pending"
     }
 
 
+def codes_block(codes: dict[str, str] | str) -> str:
+    """A Secret block holding OAuth codes by source (as JSON text, the way the docs say); its name."""
+    name = f"codes-{uuid.uuid4().hex[:8]}"
+    save_secret(name, codes)
+    return name
+
+
 def run_small(sandbox: StreamSandbox, block: str, db_path: Path) -> Any:
-    codes = merchant_codes(sandbox)
     return onboard_organization(
         spec_yaml=SMALL,
         block_name=block,
-        pos_code=codes.get("pos:toast"),
-        dsp_codes={"grubhub": codes["dsp:grubhub"]} if "dsp:grubhub" in codes else None,
+        codes_block=codes_block(merchant_codes(sandbox)),
+        code_timeout_seconds=1,  # a code the block lacks is not waited for here
         db_path=str(db_path),
     )
 
@@ -340,34 +347,57 @@ def test_mistakes_name_the_step_and_leave_a_row(sandbox: StreamSandbox, block: s
     assert sandbox.requests.total == 0
     assert steps_of(db_path, "org_key = 'chain-grill'") == [("spec", "failed")]
 
-    # a rejected code, then an expired one: the integration stays pending, nothing is started twice
-    with pytest.raises(
-        OnboardingError, match=r"^step pos-oauth-complete: the OAuth code for toast was rejected"
-    ):
+    # a rejected code, then an expired one (from a codes block): each is asked for again, with Stream's
+    # reason; nobody answers within the timeout, so the run fails, and the integration stays pending
+    with pytest.raises(OnboardingError, match=r"^step pos-oauth-complete: no OAuth code within 1 s"):
         onboard_organization(
-            spec_yaml=SMALL, block_name=block, pos_code=SecretStr("not-a-code"), db_path=str(db_path)
+            spec_yaml=SMALL,
+            block_name=block,
+            codes_block=codes_block({"toast": "not-a-code"}),
+            code_timeout_seconds=1,
+            db_path=str(db_path),
         )
     (pending,) = sandbox.integrations.values()
-    stale = SecretStr(sandbox.authorize(pending.id))
+    stale = sandbox.authorize(pending.id)
     sandbox.advance_clock(601)
-    with pytest.raises(
-        OnboardingError, match=r"^step pos-oauth-complete: the OAuth code for toast was expired"
-    ):
-        onboard_organization(spec_yaml=SMALL, block_name=block, pos_code=stale, db_path=str(db_path))
+    with pytest.raises(OnboardingError, match=r"^step pos-oauth-complete: no OAuth code within 1 s"):
+        onboard_organization(
+            spec_yaml=SMALL,
+            block_name=block,
+            codes_block=codes_block({"toast": stale}),
+            code_timeout_seconds=1,
+            db_path=str(db_path),
+        )
     assert [i.status for i in sandbox.integrations.values()] == ["pending"]
-    failed = HistoryStore(db_path).query(
-        "SELECT ids, detail FROM onboarding_steps WHERE status = 'failed' AND step = 'pos-oauth-complete'"
+    rows = HistoryStore(db_path).query(
+        "SELECT status, ids, detail FROM onboarding_steps WHERE step = 'pos-oauth-complete' ORDER BY started_at"
     )
-    assert len(failed) == 2 and all(json.loads(i)["onboarding_id"] == pending.id for i in failed["ids"])
-    assert stale.get_secret_value() not in failed.to_json()
+    assert rows["status"].tolist() == ["failed", "waiting", "failed"] * 2
+    assert all(json.loads(i)["onboarding_id"] == pending.id for i in rows["ids"])
+    rejected, asked_again = rows["detail"].iloc[0], rows["detail"].iloc[1]
+    assert "the OAuth code for toast was rejected by Stream (invalid_code: " in rejected
+    assert asked_again.startswith("needs a human: Stream rejected the last code (invalid_code: ")
+    assert "was expired by Stream (code_expired: " in rows["detail"].iloc[3]
+    assert stale not in rows.to_json()
+
+    # a codes block naming a source the spec lacks, or holding no object of codes: one line, nothing called
+    calls = sandbox.requests.total
+    for value, message in (
+        ({"square": "x"}, r"codes_block: square in Secret block '[^']+' not a source of the spec"),
+        ("not json", r"codes_block: Secret block '[^']+' must hold a JSON object of OAuth codes"),
+    ):
+        with pytest.raises(OnboardingError, match=r"^step spec: " + message):
+            onboard_organization(
+                spec_yaml=SMALL, block_name=block, codes_block=codes_block(value), db_path=str(db_path)
+            )
+    assert sandbox.requests.total == calls
 
     # no code within the pause's timeout: named, recorded, and the run can be started again later
-    codes = merchant_codes(sandbox)
     with pytest.raises(OnboardingError, match=r"^step dsp-oauth-complete:grubhub: no OAuth code within 1 s"):
         onboard_organization(
             spec_yaml=SMALL,
             block_name=block,
-            pos_code=codes["pos:toast"],
+            codes_block=codes_block({"toast": merchant_codes(sandbox)["toast"]}),
             code_timeout_seconds=1,
             db_path=str(db_path),
         )
@@ -403,3 +433,217 @@ def test_a_step_is_retried_only_when_trying_again_may_help() -> None:
     assert retried(StoreError("the history store is busy"))
     assert not retried(OnboardingError("pos-oauth-complete", "the OAuth code was rejected"))
     assert not retried(ValueError("a bug"))
+
+
+def form_description(flow_run_id: str) -> str:
+    """The text of the Resume form a paused run shows (what the Prefect UI renders above the field)."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(uuid.UUID(flow_run_id))
+        assert run.state is not None and run.state.is_paused()
+        keyset = run.state.state_details.run_input_keyset
+        assert keyset is not None
+        return json.loads(client.read_flow_run_input(run.id, keyset["description"]))
+
+
+@pytest.mark.slow  # several pauses or flow runs: 10-20 s
+def test_a_rejected_code_is_asked_for_again_with_streams_reason_and_no_answer_is_kept(
+    sandbox: StreamSandbox, block: str, db_path: Path
+) -> None:
+    forms: list[str] = []
+    given: list[str] = []
+
+    def operator(waiting: WaitingStep) -> str:
+        forms.append(form_description(waiting.flow_run_id))
+        first_ask = waiting.step == "pos-oauth-complete" and len(forms) == 1
+        code = "typo-in-the-code" if first_ask else sandbox.authorize(waiting.ids["onboarding_id"])
+        given.append(code)
+        return code
+
+    stop = threading.Event()
+    desk = threading.Thread(
+        target=answer_paused_runs, args=(HistoryStore(db_path), "chain-grill", utcnow(), operator, stop)
+    )
+    desk.start()
+    try:
+        result = onboard_organization(spec_yaml=SMALL, block_name=block, db_path=str(db_path))
+    finally:
+        stop.set()
+        desk.join(timeout=30)
+    assert result.status == "live"
+    assert len(forms) == 3  # POS twice (the typo, then the real code), then the DSP
+    assert "Stream rejected" not in forms[0] and forms[0].startswith("### OAuth code for toast (pos)")
+    assert "**Stream rejected the last code:** invalid_code: " in forms[1]
+    assert "Code 2 of 3" in forms[1]
+    assert [s for s in steps_of(db_path) if s[0] == "pos-oauth-complete"] == [
+        ("pos-oauth-complete", "waiting"),
+        ("pos-oauth-complete", "failed"),
+        ("pos-oauth-complete", "waiting"),
+        ("pos-oauth-complete", "done"),
+    ]
+
+    run_id = HistoryStore(db_path).query("SELECT DISTINCT flow_run_id FROM onboarding_steps")["flow_run_id"][
+        0
+    ]
+    with get_client(sync_client=True) as client:
+        inputs = client.filter_flow_run_input(uuid.UUID(run_id), key_prefix="", limit=100, exclude_keys=set())
+    assert inputs and not [i.key for i in inputs if i.key.endswith("-response")]  # the answers are gone
+    kept = json.dumps([i.value for i in inputs])
+    assert all(code not in kept for code in given)
+
+    # the run's report: published once per pause and once at the end; the last one has no stale row
+    reports = sorted(asyncio.run(_artifacts(run_id)), key=lambda a: a.created)
+    assert len(reports) == 3 + 1
+    final = reports[-1].data
+    assert "| waiting |" not in final and "**Failed:**" not in final
+    assert "| pos-oauth-complete | done |" in final
+
+
+@pytest.mark.slow  # several pauses or flow runs: 10-20 s
+def test_three_rejected_codes_fail_the_run_with_streams_reason(
+    sandbox: StreamSandbox, block: str, db_path: Path
+) -> None:
+    stop = threading.Event()
+    desk = threading.Thread(
+        target=answer_paused_runs,
+        args=(HistoryStore(db_path), "chain-grill", utcnow(), lambda waiting: "wrong", stop),
+    )
+    desk.start()
+    try:
+        with pytest.raises(OnboardingError) as failure:
+            onboard_organization(
+                spec_yaml=SMALL,
+                block_name=block,
+                codes_block=codes_block({"toast": "wrong-too"}),  # the block's code counts as one
+                db_path=str(db_path),
+            )
+    finally:
+        stop.set()
+        desk.join(timeout=30)
+    assert str(failure.value).startswith(
+        "step pos-oauth-complete: Stream rejected 3 OAuth codes for toast in this run (last: invalid_code: "
+    )
+    assert str(failure.value).endswith("then retry the run to be asked again")
+    assert [s for s in steps_of(db_path) if s[0] == "pos-oauth-complete"] == [
+        ("pos-oauth-complete", "failed"),
+        ("pos-oauth-complete", "waiting"),
+        ("pos-oauth-complete", "failed"),
+        ("pos-oauth-complete", "waiting"),
+        ("pos-oauth-complete", "failed"),
+    ]
+    assert [i.status for i in sandbox.integrations.values()] == ["pending"]
+
+
+@pytest.mark.slow  # several pauses or flow runs: 10-20 s
+def test_provisioning_and_the_audit_leave_what_onboarding_owns_alone(
+    sandbox: StreamSandbox, block: str, db_path: Path, tmp_path: Path
+) -> None:
+    from flows.audit import audit_subscriptions
+    from flows.provision import provision_subscriptions
+
+    sandbox.auto_authorize = True
+    result = onboard_organization(spec_yaml=SMALL, block_name=block, db_path=str(db_path))
+    org = ("sandbox-partner", "organization", result.org_id)
+    # a provisioning spec of its own on the same Stream connection: one merchant in the beta segment
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"stream:\n  - connection: {block}\n    targeting:\n"
+        "      - {name: acme-beta, context: merchant-acme, segment: beta-merchants}\n"
+    )
+    owned = HistoryStore(db_path).query(
+        "SELECT subscription_id, owner, change FROM current_subscriptions WHERE owner IS NOT NULL ORDER BY 1"
+    )
+    assert owned.to_dict("records") == [
+        {
+            "subscription_id": f"organization:{result.org_id}@flag:new-menu-sync",
+            "owner": "onboard-organization",
+            "change": "created",
+        },
+        {
+            "subscription_id": f"organization:{result.org_id}@segment:internal",
+            "owner": "onboard-organization",
+            "change": "created",
+        },
+    ]
+
+    plan = provision_subscriptions(spec_path=str(spec), prune=True, db_path=str(db_path)).plan
+    assert [c.action for c in plan.changes] == ["create"]  # not a delete of what onboarding made
+    assert plan.unmanaged == []
+    assert sorted(r.id or "" for r in plan.owned_elsewhere) == owned["subscription_id"].tolist()
+    assert "2 owned by onboard-organization (left alone)" in plan.summary()
+    applied = provision_subscriptions(spec_path=str(spec), dry_run=False, prune=True, db_path=str(db_path))
+    assert [o.result for o in applied.outcomes] == ["created"]
+    assert org in sandbox.flags["new-menu-sync"].contexts and org in sandbox.segments["internal"].contexts
+
+    audit = audit_subscriptions(spec_path=str(spec), db_path=str(db_path))
+    assert audit.findings == []  # onboarding's targeting is no "extra" drift
+    # running onboarding again records nothing new: it already owns them
+    onboard_organization(spec_yaml=SMALL, block_name=block, db_path=str(db_path))
+    again = HistoryStore(db_path).query("SELECT count(*) AS n FROM subscriptions WHERE owner IS NOT NULL")
+    assert again["n"][0] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failing", ["pos-oauth-complete", "dsp-oauth-complete:grubhub"])
+def test_a_run_retried_as_the_ui_does_after_failing_at_a_pause_resumes_there(
+    sandbox: StreamSandbox, block: str, db_path: Path, failing: str
+) -> None:
+    """A deployment's run, run as a worker does (the engine, on the flow run); at the `failing` pause
+    nobody answers, so the run fails; retried as the UI's Retry button does it (AwaitingRetry), it runs
+    again, passes what is done, pauses where it stopped (before: 409, the input key already existed)."""
+    from prefect.flow_engine import run_flow
+    from prefect.states import AwaitingRetry
+
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(onboard_organization)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id,
+            name=f"retry-{uuid.uuid4().hex[:8]}",
+            entrypoint="flows/onboard.py:onboard_organization",
+        )
+        flow_run = client.create_flow_run_from_deployment(
+            deployment_id,
+            parameters={
+                "spec_yaml": SMALL,
+                "block_name": block,
+                "code_timeout_seconds": 6,
+                "db_path": str(db_path),
+            },
+        )
+    asked: list[tuple[int, str]] = []
+    attempt = 1
+
+    def merchant(waiting: WaitingStep) -> str | None:
+        asked.append((attempt, waiting.step))
+        if attempt == 1 and waiting.step == failing:
+            return None  # nobody answers: the pause times out and the run fails
+        return sandbox.authorize(waiting.ids["onboarding_id"])
+
+    def run_as_a_worker_does() -> Any:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(flow_run.id)
+        return run_flow(onboard_organization, flow_run=current, return_type="state")
+
+    stop = threading.Event()
+    desk = threading.Thread(
+        target=answer_paused_runs, args=(HistoryStore(db_path), "chain-grill", utcnow(), merchant, stop)
+    )
+    desk.start()
+    try:
+        first = run_as_a_worker_does()
+        assert first.is_failed()
+        with get_client(sync_client=True) as client:
+            retried = client.set_flow_run_state(
+                flow_run.id, AwaitingRetry(message="Retry from the UI"), force=False
+            )
+        assert retried.status.value == "ACCEPT"
+        attempt = 2
+        second = run_as_a_worker_does()
+    finally:
+        stop.set()
+        desk.join(timeout=30)
+    assert second.is_completed(), second.message
+    steps = ["pos-oauth-complete", "dsp-oauth-complete:grubhub"]
+    before = steps[: steps.index(failing) + 1]
+    assert asked == [(1, s) for s in before] + [(2, s) for s in steps[steps.index(failing) :]]
+    assert {i.status for i in sandbox.integrations.values()} == {"active"}
+    assert counts(sandbox, "chain-grill")["integrations"] == {"pos:toast": 1, "dsp:grubhub": 1}

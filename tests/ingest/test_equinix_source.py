@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from pydantic import SecretStr
 
 from streamkeeper.ingest import drain_equinix, pull_subscriptions
@@ -18,15 +20,18 @@ PULL = {
     "messageType": {
         "environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}],
         "power": [{"accountNumber": "116710", "ibx": ["LD9", "LD5"]}],
+        "systemAlert": [{"accountNumber": "116710", "ibx": ["LD9"]}],  # doc: heartbeats come with alerts
     },
-    "channel": {"channelType": "REST"},
+    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example/eq"}},
 }
 
 
+@pytest.mark.parametrize("heartbeat_style", ["data", "message"])
 def test_pull_feed_pages_from_the_stored_offset_and_skips_heartbeats(
-    serve: Callable[..., SandboxServer], store: HistoryStore
+    serve: Callable[..., SandboxServer], store: HistoryStore, heartbeat_style: str
 ) -> None:
     sandbox = EquinixSandbox()
+    sandbox.heartbeat_style = heartbeat_style  # type: ignore[assignment]  # the definition's, the prose's
     sandbox.emit_step = timedelta(days=1)  # a heartbeat every 7 messages
     server = serve(sandbox)
     client = EquinixClient(
@@ -58,6 +63,13 @@ def test_pull_feed_pages_from_the_stored_offset_and_skips_heartbeats(
     assert set(rows["event_id"]) == {m.message_id for m in readings}
     assert set(rows["vendor"]) == {"equinix"} and set(rows["stream"]) == {subscription.id}
     assert set(rows["account"]) == {"equinix-org"}
-    assert set(rows["event_type"]) <= {"environmental", "power", "metered-power"}
+    assert set(rows["event_type"]) <= {"environmental", "power", "metered-power", "system-alert"}
     assert rows["occurred_at"].notna().all()
+    # the definition's string values are stored as they came, and its "2023-10-03 13:09:32" times parse
+    payloads = [json.loads(p) for p in rows["payload"]]
+    readings = [p["data"]["reading"]["value"] for p in payloads if "reading" in p["data"]]
+    assert readings and all(isinstance(v, str) for v in readings)
+    by_id = {m.message_id: m for m in feed}
+    for event_id, occurred in zip(rows["event_id"], rows["occurred_at"], strict=True):
+        assert occurred.to_pydatetime() == by_id[event_id].occurred_at
     assert store.cursors("equinix:") == {f"equinix:{subscription.id}": str(len(feed))}

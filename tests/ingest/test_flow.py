@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 PULL = {
     "messageType": {"environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}]},
-    "channel": {"channelType": "REST"},
+    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example/eq"}},
 }
 
 
@@ -178,3 +178,75 @@ def test_ingest_command_prints_counts_per_vendor_and_stream(
     assert any(line.split()[:4] == ["stream", "org-9", "1", "1"] for line in out.splitlines()), out
     assert f"loaded {sum(plt_counts.values()) + 1} events" in out
     assert DEFAULT_PARTNER_ID not in out + result.stderr
+
+
+@pytest.mark.slow  # two `streamkeeper ingest` processes (~7 s each)
+def test_ingest_command_says_what_it_quarantined_and_fails_unless_told_not_to(tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    landing = tmp_path / "landing"
+    for n in range(3):
+        write_landing_file(
+            landing, {"vendor": "stream", "stream": "org-9", "event_id": f"wh-{n}", "payload": {}}
+        )
+    poison = landing / "dma" / "20260405"
+    poison.mkdir(parents=True)
+    (poison / "gap-huge.json").write_text(
+        json.dumps(
+            {
+                "kind": "gap",
+                "vendor": "dma",
+                "stream": "conf",
+                "subscription_id": "77",
+                "expected": 1,
+                "received": 2**64,
+                "detected_at": "2026-04-05T06:07:08+00:00",
+                "delivery_id": "gap-huge",
+            }
+        )
+    )
+    (poison / "broken.json").write_text("{")
+    db = tmp_path / "cli.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STREAMKEEPER_"))}
+    env.update(
+        STREAMKEEPER_HOME=str(tmp_path / "home"),
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+
+    def ingest(*more: str) -> subprocess.CompletedProcess[str]:
+        args = ["ingest", "--landing", str(landing), "--db", str(db), *more]
+        return subprocess.run(
+            [sys.executable, "-m", "streamkeeper.cli", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+
+    failed = ingest()
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "loaded 3 events, dropped 0 duplicates, 2 quarantined" in failed.stdout
+    assert any(
+        line.split()[:6] == ["landing", "5", "3", "0", "0", "2"] for line in failed.stdout.splitlines()
+    )
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert (
+        errors
+        == ["error: 2 deliveries quarantined in this run: see `streamkeeper report rejected_deliveries`"]
+        and "Traceback" not in failed.stderr
+    )
+    rejected = HistoryStore(db).query(
+        "SELECT landing_path, reason FROM rejected_deliveries ORDER BY landing_path"
+    )
+    assert [Path(p).name for p in rejected["landing_path"]] == ["broken.json", "gap-huge.json"]
+    assert (
+        all(rejected["reason"]) and int(HistoryStore(db).query("SELECT count(*) AS n FROM events").n[0]) == 3
+    )
+
+    (poison / "again.json").write_text("[]")  # cron: the report carries it, the run does not fail
+    quiet = ingest("--no-fail-on-quarantine")
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "loaded 0 events, dropped 0 duplicates, 1 quarantined" in quiet.stdout

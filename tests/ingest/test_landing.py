@@ -103,7 +103,7 @@ def test_landing_loads_each_event_once_and_deletes_only_what_it_loaded(tmp_path:
     store = HistoryStore(db_path)
     report = load_landing(store, landing, batch_size=3)
 
-    assert (report.loaded, report.duplicates, report.gaps, report.skipped) == (6, 1, 1, 1)
+    assert (report.loaded, report.duplicates, report.gaps, report.quarantined) == (6, 1, 1, 1)
     events = store.query("SELECT vendor, stream, event_id, occurred_at FROM events ORDER BY event_id")
     assert events["event_id"].tolist() == [f"sub-1:epoch-1:{n}" for n in range(1, 6)] + ["wh-77"]
     assert str(events["occurred_at"].iloc[-1]) == "2026-04-05 06:00:00+00:00"
@@ -111,7 +111,15 @@ def test_landing_loads_each_event_once_and_deletes_only_what_it_loaded(tmp_path:
     assert gaps.values.tolist() == [["dma", "conferences", "sub-1", 6, 9]]
     assert list(pending_files(landing)) == [newer]  # a newer record type stays for a newer loader
     assert writing.exists() and state.exists() and not broken.exists()
-    assert (landing / "_rejected" / "dma" / "20260405" / "broken.json").exists()
+    moved = landing / "_rejected" / "dma" / "20260405" / "broken.json"
+    assert moved.exists() and "not JSON" in moved.with_name("broken.json.reason").read_text()
+    [rejected] = store.query("SELECT * FROM rejected_deliveries").to_dict("records")
+    assert (rejected["vendor"], rejected["delivery_id"], rejected["landing_path"]) == (
+        "dma",
+        "broken",
+        str(moved),
+    )
+    assert rejected["reason"].startswith("not JSON: ")
 
     # the same gap re-detected (its file rewritten) and loaded again is still one row
     raw(landing, "dma", "gap-sub-1-6-9.json", json.dumps(gap))

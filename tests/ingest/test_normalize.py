@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,43 @@ def test_frame_types() -> None:
     batch = frame(rows)
     assert str(batch["received_at"].dtype) == "datetime64[us, UTC]"
     assert str(batch["occurred_at"].dtype) == "datetime64[us, UTC]" and batch["occurred_at"].isna().all()
+
+
+def test_a_queue_body_the_store_could_not_hold_still_loads(db_path: Path) -> None:
+    """An SQS or Kinesis body is never refused: a row that failed its batch would block the queue forever."""
+    from streamkeeper.store import HistoryStore
+
+    lone = aws_events(
+        fallback_vendor="sqs", stream="q", event_id="m-1", body='{"type": "order\\ud800"}', received_at=NOW
+    )
+    almost_equinix = aws_events(  # Equinix's shape with a field of another type: described as anything else
+        fallback_vendor="sqs",
+        stream="q",
+        event_id="m-2",
+        body='{"type": "environmental", "heartbeat": [1], "data": {"ibx": "LD9", "readingTime": 5}}',
+        received_at=NOW,
+    )
+    store = HistoryStore(db_path)
+    assert store.load_events(frame([*lone, *almost_equinix])) == 2
+    types = store.query("SELECT event_id, vendor, event_type FROM events ORDER BY event_id").values.tolist()
+    assert types == [["m-1", "sqs", "order\\ud800"], ["m-2", "sqs", "environmental"]]
+
+
+def test_odd_times_are_none_never_an_error() -> None:
+    for value in (
+        0,
+        86400,
+        -1,
+        10**30,
+        1e308,
+        float("nan"),
+        "0001-01-01T00:00:00Z",
+        "1969-07-20T20:17:40Z",
+        "",
+        "x",
+        [],
+        {},
+    ):
+        assert parse_time(value) is None, value
+    assert parse_time(1_767_225_600_000) == datetime(2026, 1, 1, tzinfo=UTC)  # milliseconds
+    assert parse_time("2026-01-01 10:00:00") == datetime(2026, 1, 1, 10, tzinfo=UTC)  # no offset: UTC

@@ -12,7 +12,7 @@ from ingestkit import wait_for
 from pydantic import SecretStr
 
 from streamkeeper.ingest import IngestError, PubNubOptions, PubNubStream, drain_pubnub, plt_streams
-from streamkeeper.ingest.pubnub_source import channel_alias, channel_aliases
+from streamkeeper.ingest.pubnub_source import channel_alias, channel_aliases, channel_id
 from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.plt import DEFAULT_PARTNER_ID, PLTSandbox
 from streamkeeper.sandbox.pubnub import PubNubEmulator
@@ -31,8 +31,12 @@ def event(n: int) -> dict[str, object]:
     return {"eventType": "isMute", "timeStamp": "2026-03-01T12:00:00.250000Z", "isMute": "true", "n": n}
 
 
+def identity(channel: str) -> str:
+    return channel_id(channel, channel_alias(channel))
+
+
 def expected_ids(sent: list[tuple[str, int]]) -> set[tuple[str, str]]:
-    return {(STREAM_OF[ch].stream_id, f"{channel_alias(ch)}:{tt}") for ch, tt in sent}
+    return {(STREAM_OF[ch].stream_id, f"{identity(ch)}:{tt}") for ch, tt in sent}
 
 
 def stored_ids(store: HistoryStore) -> list[tuple[str, str]]:
@@ -87,11 +91,11 @@ def test_10000_messages_across_channels_with_a_restart_land_exactly_once(
     # cursors: per channel, at or past the channel's newest message, and no secret anywhere
     cursors = store.cursors("pubnub:")
     assert set(cursors) == {
-        f"pubnub:{s.stream_id}:{channel_alias(ch)}" for s in (STREAM_A, STREAM_B) for ch in s.channels
+        f"pubnub:{s.stream_id}:{identity(ch)}" for s in (STREAM_A, STREAM_B) for ch in s.channels
     }
     for channel in CHANNELS:
         newest = max(tt for ch, tt in sent if ch == channel)
-        assert int(cursors[f"pubnub:{STREAM_OF[channel].stream_id}:{channel_alias(channel)}"]) >= newest
+        assert int(cursors[f"pubnub:{STREAM_OF[channel].stream_id}:{identity(channel)}"]) >= newest
     assert PARTNER not in everything_stored(store)
 
     row = store.query("SELECT * FROM events WHERE vendor = 'plt' LIMIT 1").iloc[0]

@@ -6,17 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from streamkeeper.commands.onboard import onboard, parse_codes
+from streamkeeper.commands.onboard import onboard
 from streamkeeper.errors import ConfigError
 
 EXAMPLE = Path(__file__).parents[2] / "data" / "specs" / "onboarding-example.yaml"
-
-
-def test_dsp_codes_are_source_equals_code() -> None:
-    assert parse_codes(["doordash=abc", " ubereats = x=y "]) == {"doordash": "abc", "ubereats": "x=y"}
-    for bad in ("doordash", "=abc", "doordash="):
-        with pytest.raises(ConfigError, match="expected SOURCE=CODE"):
-            parse_codes([bad])
 
 
 def test_mistakes_fail_before_prefect_starts(tmp_path: Path) -> None:
@@ -25,6 +18,15 @@ def test_mistakes_fail_before_prefect_starts(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as bad_spec:
         onboard(spec)
     assert str(bad_spec.value) == "onboard.yaml:22: pos.colour: Extra inputs are not permitted"
-    with pytest.raises(ConfigError) as bad_code:
-        onboard(EXAMPLE, dsp_code=["grubhub=x"])
-    assert str(bad_code.value) == "--dsp-code grubhub: not a DSP source of onboarding-example.yaml"
+
+
+def test_an_oauth_code_is_never_an_argument() -> None:
+    # codes are secrets: the run asks for them (terminal or the UI's form) or reads a Secret block
+    import typer
+
+    from streamkeeper.cli import app
+
+    command = typer.main.get_command(app).commands["onboard"]  # type: ignore[attr-defined]
+    options = {opt for param in command.params for opt in param.opts}
+    assert "--codes-block" in options
+    assert not {o for o in options if "code" in o} - {"--codes-block", "--code-timeout"}

@@ -180,10 +180,12 @@ equinix:
       - name: paris-environment
         families:
           environmental: [{account: "135888", ibx: [PA4], level: [IBX]}]
+        channel: {url: "https://hooks.example/eq"}
       - name: paris-power
         families:
           power: [{account: "135888", ibx: [PA4, PA5]}]
           system_alert: [{account: "135888", ibx: PA5}]
+        channel: {url: "https://hooks.example/eq"}
 """
 
 
@@ -356,7 +358,10 @@ def _kit(vendor: str, serve: Callable[..., SandboxServer], tls: TLSFiles, store:
         lambda k: eq(k).create_streaming_subscription(
             {
                 "message_type": {"asset": [{"account_number": "1", "ibx": ["DC1"]}]},
-                "channel": {"channel_type": "REST"},
+                "channel": {
+                    "channel_type": "WEBHOOK",
+                    "webhook_channel_configuration": {"url": "https://hooks.example/eq"},
+                },
             }
         ),
         store,

@@ -71,6 +71,7 @@ def build_spec(plt_streams: list[str]) -> dict[str, Any]:
                     {
                         "name": f"eqx-{i:04d}",
                         "families": {"power": [{"account": str(100000 + i), "ibx": ["PA4", f"X{i % 7}"]}]},
+                        "channel": {"url": "https://hooks.example/eq"},
                     }
                     for i in range(COUNTS["equinix"])
                 ],

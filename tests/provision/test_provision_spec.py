@@ -107,8 +107,8 @@ ONE_DMA = "      - name: a\n        consumer_url: http://x.test/a\n        time_
         ),
         (
             "equinix:\n  - connection: e\n    api: streaming\n    subscriptions:\n"
-            "      - {name: a, families: {power: [{account: '1', ibx: PA4}]}}\n"
-            "      - {name: b, families: {power: [{account: '1', ibx: [PA4]}]}}\n",
+            "      - {name: a, families: {power: [{account: '1', ibx: PA4}]}, channel: {url: 'https://h/e'}}\n"
+            "      - {name: b, families: {power: [{account: '1', ibx: [PA4]}]}, channel: {url: 'https://h/e'}}\n",
             "x.yaml:6: equinix[0].subscriptions[1].families: 'b' is identical to 'a'",
         ),
         (
@@ -117,7 +117,29 @@ ONE_DMA = "      - name: a\n        consumer_url: http://x.test/a\n        time_
             "      - {name: b, families: {alert: [{account: '1', ibx: PA4}]}}\n",
             "x.yaml:6: equinix[0].subscriptions[1]: the streams API holds one subscription per organisation",
         ),
-        ("equinix:\n  - connection: e\n", "x.yaml:2: equinix[0].api: Field required"),
+        (
+            "equinix:\n  - connection: e\n    api: streaming\n    subscriptions:\n      - name: a\n"
+            "        families: {power: [{account: '1', ibx: PA4}]}\n        channel: {type: REST}\n",
+            "x.yaml:7: equinix[0].subscriptions[0].channel.type: Input should be 'AWS_IOT_CORE', 'WEBHOOK' or",
+        ),
+        (
+            "equinix:\n  - connection: e\n    api: streaming\n    subscriptions:\n      - name: a\n"
+            "        families: {power: [{account: '1', ibx: PA4}]}\n"
+            "        channel: {url: 'https://h/e', batch_size: 21}\n",
+            "x.yaml:7: equinix[0].subscriptions[0].channel.batch_size: Input should be less than or equal to 20",
+        ),
+        (
+            "equinix:\n  - connection: e\n    api: streaming\n    subscriptions:\n      - name: a\n"
+            "        families: {power: [{account: '1', ibx: PA4}]}\n"
+            "        channel: {url: 'https://h/e', number_of_concurrent_calls: 10}\n",
+            "x.yaml:7: equinix[0].subscriptions[0].channel.number_of_concurrent_calls: Input should be greater",
+        ),
+        (
+            "equinix:\n  - connection: e\n    api: streaming\n    subscriptions:\n      - name: a\n"
+            "        families: {power: [{account: '1', ibx: PA4}]}\n"
+            "        channel: {url: 'https://h/e', number_of_retries: 0}\n",
+            "x.yaml:7: equinix[0].subscriptions[0].channel.number_of_retries: Input should be greater",
+        ),
     ],
 )
 def test_mistakes_name_the_line_and_the_field(text: str, expected: str) -> None:
@@ -145,11 +167,26 @@ def test_the_streams_api_takes_one_ibx_per_filter_entry() -> None:
 def test_one_channel_type_per_equinix_organisation() -> None:
     text = (
         "equinix:\n  - connection: e\n    api: streaming\n    subscriptions:\n"
-        "      - {name: a, families: {power: [{account: '1', ibx: PA4}]}}\n"
+        "      - {name: a, families: {power: [{account: '1', ibx: PA4}]}, channel: {url: 'https://x.test/h'}}\n"
         "      - name: b\n        families: {power: [{account: '2', ibx: PA4}]}\n"
-        "        channel: {type: WEBHOOK, url: 'https://x.test/h'}\n"
+        "        channel: {type: AWS_IOT_CORE, url: 'https://x.iot.test'}\n"
     )
     with pytest.raises(
-        ConfigError, match=r"x.yaml:8: equinix\[0\].subscriptions\[1\].channel: channel type WEBHOOK"
+        ConfigError, match=r"x.yaml:8: equinix\[0\].subscriptions\[1\].channel: channel type AWS_IOT_CORE"
     ):
         load_spec_text(text, source="x.yaml")
+
+
+def test_the_equinix_api_defaults_to_the_seeds_streams_and_the_channel_to_webhook() -> None:
+    spec = load_spec_text(
+        "equinix:\n  - connection: e\n    subscriptions:\n"
+        "      - {name: a, families: {power: [{account: '1', ibx: PA4}]}}\n"
+        "  - connection: f\n    api: streaming\n    subscriptions:\n"
+        "      - {name: b, families: {power: [{account: '1', ibx: PA4}]}, channel: {url: 'https://h/e'}}\n"
+    )
+    assert [c.api for c in spec.equinix] == ["streams", "streaming"]  # VENDORS.md: the seed's API by default
+    body = equinix_body("streaming", spec.equinix[1].subscriptions[0])
+    assert body["channel"] == {
+        "channel_type": "WEBHOOK",  # a channel type the published definition allows
+        "webhook_channel_configuration": {"url": "https://h/e"},
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import Kit, fast_retry  # tests/provision/conftest.py
 from pydantic import SecretStr
 
@@ -260,11 +261,75 @@ equinix:
 def test_equinix_one_channel_type_per_organisation_is_checked_when_planning(make_kit) -> None:  # type: ignore[no-untyped-def]
     kit: Kit = make_kit("equinix")
     kit.apply(kit.plan())
-    webhook = "\n        channel: {type: WEBHOOK, url: 'https://hooks.example.com/eq'}\n"
-    kit.spec_text = (
-        kit.spec_text.replace("level: [IBX]}]\n", "level: [IBX]}]" + webhook).rstrip("\n") + webhook
+    kit.spec_text = kit.spec_text.replace(
+        'channel: {url: "https://hooks.example/eq"}',
+        "channel: {type: AWS_IOT_CORE, url: 'https://x.iot.example'}",
     )
     writes = kit.writes
     plan = kit.plan()
-    assert plan.exit_code == 1 and "channel type WEBHOOK cannot join REST" in plan.errors[0], plan.render()
+    assert plan.exit_code == 1, plan.render()
+    assert "channel type AWS_IOT_CORE cannot join WEBHOOK" in plan.errors[0], plan.render()
     assert kit.writes == writes
+
+
+@pytest.mark.parametrize("api", ["streams", "streaming"])
+def test_equinix_refusal_on_a_200_fails_the_change_and_shows_in_plan_and_audit(serve, db_path, api) -> None:  # type: ignore[no-untyped-def]
+    from streamkeeper.audit import audit_connection
+    from streamkeeper.store import HistoryStore
+
+    sandbox = EquinixSandbox()
+    client = EquinixClient(
+        serve(sandbox).url,
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=SecretStr(DEFAULT_CLIENT_SECRET),
+        api_generation=api,
+        retry=fast_retry(),
+    )
+    store = HistoryStore(db_path)
+    delivery = (
+        "config: {method: PULL, provider: AWS}" if api == "streams" else "channel: {url: 'https://h/e'}"
+    )
+    text = f"""
+equinix:
+  - connection: eqx-refused
+    api: {api}
+    subscriptions:
+      - name: org-stream
+        families:
+          power: [{{account: "133724", ibx: {"PA4" if api == "streams" else "[PA4]"}}}]
+        {delivery}
+"""
+
+    def adapter():  # type: ignore[no-untyped-def]
+        return make_adapter("equinix", load_spec_text(text).equinix[0], client, secrets={}.__getitem__)
+
+    # seed: a 200 carries errors[] and a status other than OK (streaming: the subscription reads FAILED)
+    sandbox.refusals = [{"code": "IBX_NOT_ALLOWED", "message": "PA4 is not on the account", "more_info": ""}]
+    plan = plan_connection(adapter(), known_from_store(store))
+    outcomes = apply_plan(adapter(), plan)
+    store.record_versions(versions(outcomes))
+    [failed] = outcomes
+    assert failed.result == "failed", failed
+    assert "refused subscription" in (failed.detail or "") and "status FAILED" in (failed.detail or "")
+    if api == "streams":
+        assert "IBX_NOT_ALLOWED: PA4 is not on the account" in (failed.detail or "")
+
+    # what the vendor holds (and refused) is seen by the next plan, and by the audit, as drift
+    again = plan_connection(adapter(), known_from_store(store))
+    [change] = again.pending()
+    assert change.action == "update" and "problem" in [d.field for d in change.diffs], again.render()
+    result = audit_connection(adapter(), store)
+    [finding] = [f for f in result.findings if f.against == "spec"]
+    assert finding.finding == "changed" and "problem" in (finding.fields or {}), finding
+    assert "status FAILED" in (finding.detail or "")
+
+    # the refusal persists: apply fails clearly again; once the vendor accepts, the drift is gone
+    outcomes = apply_plan(adapter(), again)
+    assert [o.result for o in outcomes if o.action == "update"] == ["failed"]
+    sandbox.refusals = []
+    store.record_versions(versions(outcomes))
+    healed = plan_connection(adapter(), known_from_store(store))
+    outcomes = apply_plan(adapter(), healed)
+    store.record_versions(versions(outcomes))
+    assert [o.result for o in outcomes if o.action == "update"] == ["updated"]
+    assert plan_connection(adapter(), known_from_store(store)).exit_code == 0

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from rxkit import Running, receiver_config
 
-from streamkeeper.receiver import ReceiverConfig, create_app
-from streamkeeper.sandbox.base import SandboxServer
+from streamkeeper.receiver import ReceiverConfig, ReceiverServer, create_app
 from streamkeeper.sandbox.tls import TLSFiles
 
 
@@ -25,7 +24,9 @@ def start_receiver(landing: Path) -> Iterator[Callable[..., Running]]:
 
     def start(config: ReceiverConfig | None = None, port: int = 0, tls: TLSFiles | None = None) -> Running:
         app = create_app(config or receiver_config(), landing=landing)
-        server = SandboxServer(app, port=port, tls=tls).start()  # type: ignore[arg-type]
+        server = ReceiverServer(
+            app, port=port, certfile=tls.certfile if tls else None, keyfile=tls.keyfile if tls else None
+        ).start()
         one = Running(server, app.state.receiver)
         running.append(one)
         return one

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from streamkeeper.ingest.landing import load_landing as ingest_landing
-from streamkeeper.receiver import ReceiverConfig, read_records
+from streamkeeper.receiver import ReceiverConfig, ReceiverServer, read_records
 from streamkeeper.receiver.app import Receiver
-from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.store import HistoryStore
 
 # sentinels: none of these may appear in a landing file, the receiver's state, or a log line
@@ -48,7 +47,7 @@ def receiver_config(**overrides: Any) -> ReceiverConfig:
 
 @dataclass
 class Running:
-    server: SandboxServer
+    server: ReceiverServer
     receiver: Receiver
 
     @property

@@ -214,7 +214,9 @@ def test_thingspace_streamrest_deliveries_over_https(
     sent = ts.emit(DEFAULT_ACCOUNT, 3)
     assert [(d.ok, d.status) for d in sent] == [(True, 200)] * 3
     landed = events(landing)
-    assert sorted(e["event_id"] for e in landed) == sorted(i for d in sent for i in d.event_ids)
+    # the target is part of each event's identity (the same data.id on another target is another event)
+    assert sorted(e["event_id"] for e in landed) == sorted(f"devices:{i}" for d in sent for i in d.event_ids)
+    assert all(e["previous_event_id"] == e["event_id"].removeprefix("devices:") for e in landed)
     one = landed[0]
     assert (one["vendor"], one["stream"], one["event_type"], one["account"]) == (
         "thingspace",
@@ -222,12 +224,13 @@ def test_thingspace_streamrest_deliveries_over_https(
         "create",
         DEFAULT_ACCOUNT,
     )
-    assert one["occurred_at"] and one["payload"]["data"]["id"] == one["event_id"]
+    assert one["occurred_at"] and f"devices:{one['payload']['data']['id']}" == one["event_id"]
+    assert one["route"] == "/thingspace/devices"
 
     client.update_subscription({"id": events_sub, "allowaggregation": True})
     [aggregated] = ts.emit(DEFAULT_ACCOUNT, 4)  # one message holding a list of 4 events
     assert aggregated.ok and len(events(landing)) == 7
-    assert set(aggregated.event_ids) <= {e["event_id"] for e in events(landing)}
+    assert {f"devices:{i}" for i in aggregated.event_ids} <= {e["event_id"] for e in events(landing)}
 
     refused = ts.emit(DEFAULT_ACCOUNT, 2, "ts.event.diagnostics")
     assert [(d.ok, d.status) for d in refused] == [(False, 401)] * 2

@@ -227,6 +227,8 @@ def events_stored(stage: Stage) -> dict[str, Counter[str]]:
             out["dma"][row.subscription_id] += 1
         elif row.vendor == "equinix":
             out["equinix"][row.stream] += 1
+        elif row.vendor == "thingspace":
+            out["thingspace"][row.event_id.split(":", 1)[1]] += 1  # <target route name>:<data.id>
         else:
             out[row.vendor][row.event_id] += 1
     return out

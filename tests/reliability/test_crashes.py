@@ -183,7 +183,7 @@ def test_apply_killed_at_random_writes_then_rerun_leaves_exactly_the_spec(
         world.sandbox.call("reset")
         spec = world.home / "spec.yaml"
         text = (SPECS / "example.yaml").read_text().replace("demo-", f"{world.prefix}-")
-        spec.write_text(text.replace("127.0.0.1:8099", "127.0.0.1:9"))
+        spec.write_text(text.replace("${STREAMKEEPER_RECEIVER_URL}", "http://127.0.0.1:9"))
         kill_after = random.Random(world.seed).randint(1, APPLY_WRITES)
         print(f"seed {world.seed}: apply killed after {kill_after} writes")
         db = world.db("apply")
@@ -301,7 +301,10 @@ def test_ingest_killed_after_random_commits_then_rerun_lands_each_event_once(
                     "messageType": {
                         "environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}]
                     },
-                    "channel": {"channelType": "REST"},
+                    "channel": {
+                        "channelType": "WEBHOOK",
+                        "webhookChannelConfiguration": {"url": "https://hooks.example/eq"},
+                    },
                 }
             )
         sent = world.sandbox.call(

@@ -6,7 +6,10 @@ import asyncio
 import json
 import logging
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,6 +52,8 @@ def client_for(
     user: str = "provisioner",
     password: str | None = None,
     fmt: str = "json",
+    version: str = "v1",
+    **kwargs: Any,
 ) -> DMAClient:
     return DMAClient(
         server.url + "/api/rest",
@@ -56,8 +61,10 @@ def client_for(
         password=SecretStr(password or f"{user}-pass"),
         verify=tls_verify(tls.cert_pem),
         media_format=fmt,  # type: ignore[arg-type]
+        media_version=version,  # type: ignore[arg-type]
         retry=FAST,
         timeout=5,
+        **kwargs,
     )
 
 
@@ -65,9 +72,12 @@ def new_sub(name: str, ttl: int = 600) -> dict:
     return {"consumer_url": "http://127.0.0.1:9/consumer", "time_to_live": ttl, "passback": name}
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("fmt", ["json", "xml"])
-def test_create_get_list_update_delete(server: SandboxServer, tls_files: TLSFiles, fmt: str) -> None:
-    client = client_for(server, tls_files, fmt=fmt)
+def test_create_get_list_update_delete(
+    server: SandboxServer, tls_files: TLSFiles, fmt: str, version: str
+) -> None:
+    client = client_for(server, tls_files, fmt=fmt, version=version)
     created = client.create_subscription("conferences", new_sub("all"))
     assert created.time_to_live == 600
     assert created.subject_resource_url and created.subject_resource_url.endswith("/conferences")
@@ -266,3 +276,106 @@ def test_expiry_and_notifications(serve: Callable[..., SandboxServer], tls_files
         assert isinstance(client.error_for(raw, "create_subscription"), Conflict)
     finally:
         sink.stop()
+
+
+# -- the v1 and v2 representations (seed: plcm-subscription[-v2]+json|+xml, lists likewise) ------------------
+class Recording(httpx.HTTPTransport):
+    """A real transport that keeps each request's and response's media types and bodies."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seen: list[tuple[str, str, str | None, str | None, bytes, str | None, bytes]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        response.read()
+        self.seen.append(
+            (
+                request.method,
+                request.url.path,
+                request.headers.get("accept"),
+                request.headers.get("content-type"),
+                request.content,
+                response.headers.get("content-type"),
+                response.content,
+            )
+        )
+        return response
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_each_version_and_format_is_negotiated_on_the_wire(
+    server: SandboxServer, tls_files: TLSFiles, dma: DMASandbox, fmt: str, version: str
+) -> None:
+    recording = Recording(verify=tls_verify(tls_files.cert_pem))
+    client = client_for(server, tls_files, fmt=fmt, version=version, transport=recording)
+    body = new_sub("negotiated") | (
+        {"parameters": {"region": "emea", "tier": "gold"}} if version == "v2" else {}
+    )
+    created = client.create_subscription("conferences", body)
+    listing = client.list_subscriptions()
+    assert listing is not None
+    client.update_time_to_live(created.subscription_identifier, 900, created.entity_tag or "")
+    suffix = "-v2" if version == "v2" else ""
+    for method, path, accept, ctype, sent, answered, received in recording.seen:
+        kind = "subscription-list" if method == "GET" and path.endswith("/subscriptions") else "subscription"
+        if method in ("GET", "PUT") or (method == "POST" and sent):
+            assert accept == f"application/vnd.plcm.plcm-{kind}{suffix}+{fmt}", (method, path)
+        if sent:
+            assert ctype == f"application/vnd.plcm.plcm-subscription{suffix}+{fmt}", (method, path)
+            if fmt == "xml":
+                assert ET.fromstring(sent).tag.endswith(f"plcm-subscription{suffix}")
+            else:
+                assert json.loads(sent)["timeToLive"] in (600, 900)
+        if received:
+            assert answered == f"application/vnd.plcm.plcm-{kind}{suffix}+{fmt}", (method, path)
+            if fmt == "xml":
+                root = ET.fromstring(received)
+                assert root.tag.endswith(f"plcm-{kind}{suffix}"), root.tag
+                assert (
+                    root.tag
+                    == "{urn:com:polycom:api:rest:plcm-" + f"{kind}{suffix}" + "}" + f"plcm-{kind}{suffix}"
+                )
+    held = dma.subscriptions[created.subscription_identifier]
+    if version == "v2":  # doc: the v2 representation carries the subscription parameters, both ways
+        assert held.parameters == {"region": "emea", "tier": "gold"}
+        assert created.parameters == listing.subscriptions[0].parameters == held.parameters
+    else:
+        assert held.parameters is None and created.parameters is None
+    # one subscription, both representations: v1 never shows the parameters
+    other = client_for(server, tls_files, fmt="xml" if fmt == "json" else "json", version="v1")
+    assert other.get_subscription(created.subscription_identifier).parameters is None  # type: ignore[union-attr]
+
+
+def test_unsupported_media_types_are_406_and_415(server: SandboxServer, tls_files: TLSFiles) -> None:
+    client = client_for(server, tls_files)
+    created = client.create_subscription("conferences", new_sub("media"))
+    url = f"{server.url}/api/rest/subscriptions/{created.subscription_identifier}"
+    auth = ("provisioner", "provisioner-pass")
+    with httpx.Client(verify=tls_verify(tls_files.cert_pem), auth=auth) as http:
+        assert http.get(url, headers={"Accept": "text/html"}).status_code == 406  # ours
+        plain = http.get(url, headers={"Accept": "application/json"})  # plain JSON: the v1 representation
+        assert plain.headers["content-type"] == "application/vnd.plcm.plcm-subscription+json"
+        weighted = http.get(
+            url,
+            headers={
+                "Accept": "application/vnd.plcm.plcm-subscription+json;q=0.5, application/vnd.plcm.plcm-subscription-v2+xml"
+            },
+        )
+        assert weighted.headers["content-type"] == "application/vnd.plcm.plcm-subscription-v2+xml"
+        refused = http.put(
+            url,
+            content=b"time-to-live=5",
+            headers={"Content-Type": "text/plain", "If-Match": created.entity_tag or ""},
+        )
+        assert refused.status_code == 415  # ours
+    with pytest.raises(RequestInvalid, match="media_version v2"):  # parameters exist only in v2
+        client.create_subscription("conferences", new_sub("v1") | {"parameters": {"a": "b"}})
+
+
+def test_the_emulator_does_not_use_the_clients_codec() -> None:
+    import streamkeeper.sandbox.dma as emulator
+
+    source = Path(emulator.__file__).read_text()
+    assert "streamkeeper.vendors.dma" not in source  # its own encoding, so a wire bug cannot be shared

@@ -61,9 +61,12 @@ STREAMING_BODY: dict[str, Any] = {
         "environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}],
         "power": [{"accountNumber": "116710", "ibx": ["LD9", "LD5"]}],
     },
-    "channel": {"channelType": "REST"},
+    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example"}},
 }
-WEBHOOK_CHANNEL = {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example"}}
+IOT_CHANNEL = {
+    "channelType": "AWS_IOT_CORE",
+    "awsIotCoreChannelConfiguration": {"url": "https://x.iot.example"},
+}
 
 
 @pytest.fixture
@@ -110,13 +113,33 @@ def test_token_is_fetched_once_and_reused(client: EquinixClient, sandbox: Equini
     assert client.token_auth.refreshes == 1
 
 
-def test_bad_client_secret_is_401(make_client: Callable[..., EquinixClient]) -> None:
+def test_bad_client_secret_is_the_token_apis_400_and_an_authentication_failure(
+    make_client: Callable[..., EquinixClient], sandbox: EquinixSandbox
+) -> None:
     client = make_client(client_secret=SecretStr("not-the-secret"))
     with pytest.raises(AuthenticationFailed) as caught:
         client.list_streaming_subscriptions()
-    assert caught.value.status == 401
-    assert caught.value.code == "EQ-3000039"
+    assert caught.value.status == 400  # doc: the token API's Oauth2TokenErrorResponse
+    assert caught.value.code == "invalid_client"  # error_code
+    detail = caught.value.detail or ""
+    assert "valid client id/client secret" in detail  # error_message
+    assert "developer_message: " in detail and "error_title: Invalid credentials" in detail
     assert caught.value.vendor == "equinix" and caught.value.operation == "get_token"
+    assert calls(sandbox, TOKEN) == 1  # a refused credential is not asked for again
+
+
+def test_token_answer_carries_user_name(client: EquinixClient, sandbox: EquinixSandbox) -> None:
+    response = httpx.post(
+        f"{sandbox.url}/oauth2/v1/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+        },
+    )
+    body = response.json()
+    assert set(body) == {"access_token", "token_timeout", "token_type", "user_name"}
+    assert body["token_timeout"] == "3599" and body["token_type"] == "Bearer" and body["user_name"]
 
 
 def test_token_expiry_refreshes_once_on_401(client: EquinixClient, sandbox: EquinixSandbox) -> None:
@@ -161,7 +184,7 @@ def test_streams_subscription_lifecycle(client: EquinixClient, sandbox: EquinixS
 
     created = client.create_streams_subscription(STREAMS_BODY)
     assert isinstance(created, StreamsSubscription)
-    assert created.status == "PENDING"
+    assert created.status == "OK"  # seed
     assert created.subscription_name and created.subscription_id
     assert created.alarm[0].model_extra == {
         "alarmType": ["ABSOLUTE"],
@@ -174,7 +197,7 @@ def test_streams_subscription_lifecycle(client: EquinixClient, sandbox: EquinixS
 
     listed = client.get_org_subscription()  # the list GET answers one object
     assert listed is not None and listed.subscription_id == created.subscription_id
-    assert listed.status == "ACTIVE"
+    assert listed.status == "OK" and listed.errors == []
     assert client.get_streams_subscription(created.subscription_id).environment[0].ibx == "PA4"
 
     changed = {**STREAMS_BODY, "power": [{"accountNo": "133724", "ibx": "PA5"}]}
@@ -192,10 +215,8 @@ def test_streams_subscription_lifecycle(client: EquinixClient, sandbox: EquinixS
         client.get_streams_subscription(created.subscription_id)
 
 
-def test_streams_delete_by_id_and_pending_status(client: EquinixClient, sandbox: EquinixSandbox) -> None:
-    sandbox.activation_seconds = 3600
+def test_streams_delete_by_id(client: EquinixClient, sandbox: EquinixSandbox) -> None:
     created = client.create_streams_subscription(StreamsSubscriptionRequest.model_validate(STREAMS_BODY))
-    assert client.get_org_subscription().status == "PENDING"  # type: ignore[union-attr]
     with pytest.raises(NotFound) as caught:
         client.delete_streams_subscription("000000000000000000000000")
     assert caught.value.code == "NOT_FOUND"
@@ -228,7 +249,8 @@ def test_streaming_subscription_lifecycle(client: EquinixClient, sandbox: Equini
     created = client.create_streaming_subscription(STREAMING_BODY)
     assert isinstance(created, StreamingSubscription)
     assert created.status == "ACTIVE" and created.org_id == "org-sandbox"
-    assert created.channel is not None and created.channel.channel_type == "REST"
+    assert created.channel is not None and created.channel.channel_type == "WEBHOOK"
+    assert created.channel.webhook_url() == "https://hooks.example"
     assert created.message_type is not None
     assert created.message_type.power[0].ibx == ["LD9", "LD5"]
     assert [s.id for s in client.list_streaming_subscriptions()] == [created.id]
@@ -259,7 +281,7 @@ def test_streaming_create_answers_201_with_location(client: EquinixClient, sandb
 
 def test_one_channel_type_per_organization_is_422(client: EquinixClient) -> None:
     first = client.create_streaming_subscription(STREAMING_BODY)
-    second_type = {**STREAMING_BODY, "channel": WEBHOOK_CHANNEL}
+    second_type = {**STREAMING_BODY, "channel": IOT_CHANNEL}
     with pytest.raises(Conflict) as caught:
         client.create_streaming_subscription(second_type)
     error = caught.value
@@ -267,21 +289,22 @@ def test_one_channel_type_per_organization_is_422(client: EquinixClient) -> None
     assert error.code == "EQ-4220002"  # errorCode
     detail = error.detail or ""
     assert "Only one channel type per organization" in detail  # errorMessage
-    assert "already uses channelType REST" in detail  # details
-    assert "channel.channelType: must be REST" in detail  # additionalInfo
+    assert "already uses channelType WEBHOOK" in detail  # details
+    # doc: additionalInfo is an object {constraintCode, reason}
+    assert "additionalInfo: OneChannelTypePerOrganization: channel.channelType must be WEBHOOK" in detail
     assert "correlationId: " in detail
     assert str(error).startswith("equinix create_streaming_subscription: HTTP 422 EQ-4220002")
 
     client.update_streaming_subscription(first.id, second_type)  # the only one may change type
-    assert client.get_streaming_subscription(first.id).channel.channel_type == "WEBHOOK"  # type: ignore[union-attr]
+    assert client.get_streaming_subscription(first.id).channel.channel_type == "AWS_IOT_CORE"  # type: ignore[union-attr]
 
 
 def test_streaming_rules_and_shape_errors(client: EquinixClient) -> None:
-    no_types = {"messageType": {"power": []}, "channel": {"channelType": "REST"}}
+    no_types = {"messageType": {"power": []}, "channel": STREAMING_BODY["channel"]}
     with pytest.raises(Conflict) as caught:
         client.request("POST", STREAMING, operation="raw_create", json=no_types)
     assert caught.value.status == 422 and caught.value.code == "EQ-4220001"
-    two_channels = {**STREAMING_BODY, "channel": {**WEBHOOK_CHANNEL, "channelType": "AWS_IOT_CORE"}}
+    two_channels = {**STREAMING_BODY, "channel": {**IOT_CHANNEL, **STREAMING_BODY["channel"]}}
     with pytest.raises(Conflict):
         client.request("POST", STREAMING, operation="raw_create", json=two_channels)
     bad_ibx = {**STREAMING_BODY, "messageType": {"power": [{"accountNumber": "1", "ibx": "LD9"}]}}
@@ -315,7 +338,7 @@ def test_other_organisations_subscriptions_are_invisible(
     with pytest.raises(NotFound):
         theirs.get_streaming_subscription(ours.id)
     # another organisation may use another channel type
-    assert theirs.create_streaming_subscription({**STREAMING_BODY, "channel": WEBHOOK_CHANNEL}).id
+    assert theirs.create_streaming_subscription({**STREAMING_BODY, "channel": IOT_CHANNEL}).id
 
 
 def test_request_invalid_names_the_field_and_sends_nothing(
@@ -562,3 +585,78 @@ def test_credentials_block_builds_a_working_client(server: SandboxServer) -> Non
         assert client.list_streaming_subscriptions() == []
         assert len(client.recorder) == 2  # token + list
     assert EquinixCredentials.model_fields["api_generation"].default == "streams"
+
+
+# -- what the published definition changed -----------------------------------------------------------------
+def test_a_200_with_errors_or_a_failed_status_raises_refused(
+    client: EquinixClient, sandbox: EquinixSandbox
+) -> None:
+    from streamkeeper.vendors.equinix import SubscriptionRefused
+
+    sandbox.refusals = [{"code": "E42", "message": "no access to paid view", "more_info": "PA8", "data": {}}]
+    with pytest.raises(SubscriptionRefused) as streams:
+        client.create_streams_subscription(STREAMS_BODY)
+    text = str(streams.value)
+    assert text.startswith("equinix create_streams_subscription: the vendor answered 2xx but refused")
+    assert "status FAILED" in text and "E42: no access to paid view (PA8)" in text
+    assert isinstance(streams.value.subscription, StreamsSubscription)
+    with pytest.raises(SubscriptionRefused, match="status FAILED"):
+        client.create_streaming_subscription(STREAMING_BODY)
+    sandbox.refusals = []
+    held = client.get_org_subscription()
+    assert held is not None and held.status == "FAILED"  # kept on the subscription: the audit sees it
+    assert client.update_streams_subscription(held.subscription_id, STREAMS_BODY).status == "OK"
+
+
+def test_channel_bounds_and_types_of_the_definition_are_checked_before_sending(
+    client: EquinixClient, sandbox: EquinixSandbox
+) -> None:
+    webhook = STREAMING_BODY["channel"]["webhookChannelConfiguration"]
+    for setting, bad in (
+        ("batchSize", 4),
+        ("batchSize", 21),
+        ("numberOfConcurrentCalls", 51),
+        ("numberOfRetries", 0),
+    ):
+        body = {
+            **STREAMING_BODY,
+            "channel": {
+                **STREAMING_BODY["channel"],
+                "webhookChannelConfiguration": {**webhook, setting: bad},
+            },
+        }
+        with pytest.raises(RequestInvalid):
+            client.create_streaming_subscription(body)
+        with pytest.raises(Conflict) as raw:  # sent past our validation: the emulator refuses it too
+            client.request("POST", STREAMING, operation="raw_create", json=body)
+        assert raw.value.status == 422 and setting in (raw.value.detail or "")
+    with pytest.raises(RequestInvalid, match="channelType"):
+        client.create_streaming_subscription({**STREAMING_BODY, "channel": {"channelType": "REST"}})
+    assert sandbox.subscriptions() == []
+
+
+def test_messages_parse_string_and_number_readings_and_both_heartbeat_forms() -> None:
+    prose = SubscriptionMessage.model_validate({"type": "system-alert", "heartbeat": "true", "data": {}})
+    definition = SubscriptionMessage.model_validate({"type": "system-alert", "data": {"heartbeat": True}})
+    neither = SubscriptionMessage.model_validate({"type": "system-alert", "data": {"heartbeat": False}})
+    assert prose.is_heartbeat and definition.is_heartbeat and not neither.is_heartbeat
+    text = SubscriptionMessage.model_validate(
+        {
+            "type": "environmental",
+            "data": {"reading": {"unit": "PERCENT", "value": "50.045"}, "readingTime": "2023-10-03 13:09:32"},
+        }
+    )
+    number = SubscriptionMessage.model_validate(
+        {"type": "environmental", "data": {"reading": {"value": 50.045}}}
+    )
+    power = SubscriptionMessage.model_validate(
+        {"type": "power", "data": {"realPower": {"unit": "kW", "value": "7.36"}}}
+    )
+    assert (
+        text.reading_value() == number.reading_value() == 50.045 and power.reading_value("realPower") == 7.36
+    )
+    assert text.occurred_at is not None and text.occurred_at.isoformat() == "2023-10-03T13:09:32+00:00"
+    alarm = SubscriptionMessage.model_validate(
+        {"type": "system-alert", "data": {"triggeredTime": "2023-10-03T13:09:32"}}
+    )
+    assert alarm.occurred_at == text.occurred_at

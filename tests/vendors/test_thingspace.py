@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -290,9 +291,63 @@ def test_bad_credentials_and_lockout(server: SandboxServer, ts: ThingSpaceSandbo
     for _ in range(5):
         with pytest.raises(AuthenticationFailed) as login:
             wrong.authenticate()
-        assert (login.value.operation, login.value.code) == ("login", "unauthorized")
-    with pytest.raises(AuthenticationFailed, match="locked"):  # doc: 5 failed logins lock the user
+        # doc: the session API answers 400 {errorCode, errorMessage}, the code "<service>.<code>"
+        assert (login.value.operation, login.value.status) == ("login", 400)
+        assert login.value.code == "UnifiedWebService.REQUEST_FAILED.LoginFailed"
+        assert login.value.detail == "Invalid username or password"
+    with pytest.raises(AuthenticationFailed, match="locked") as locked:  # doc: 5 failed logins lock the user
         client_for(server).authenticate()
+    assert locked.value.status == 400
+
+
+def test_logout_ends_the_session_and_the_next_call_logs_in_again(
+    server: SandboxServer, ts: ThingSpaceSandbox
+) -> None:
+    client = client_for(server)
+    assert client.logout() is False  # no session yet
+    client.query_targets()
+    [session] = list(ts.sessions)
+    assert client.logout() is True
+    assert session not in ts.sessions and ts.sessions == {}
+    assert client.query_targets() == []  # logged in again, transparently
+    assert len(ts.sessions) == 1
+    calls = ts.requests.snapshot()["by_route"]
+    assert calls["POST /api/m2m/v1/session/logout"] == 1 and calls["POST /api/m2m/v1/session/login"] == 2
+    stale = {"Authorization": f"Bearer {next(iter(ts.bearers))}", "VZ-M2M-Token": session}
+    answer = httpx.post(f"{server.url}/api/m2m/v1/session/logout", headers=stale)
+    assert answer.status_code == 400 and set(answer.json()) == {"errorCode", "errorMessage"}
+
+
+def test_streamazureiot_targets_are_created_with_their_shared_access_signature(
+    server: SandboxServer, ts: ThingSpaceSandbox
+) -> None:
+    client = client_for(server)
+    sas = "sr=d1f9b6bf&sig=S3NTINEL-azure-sig&skn=TSCCtoken&se=1648827260410"
+    target = client.create_target(
+        CreateTargetRequest.streamazureiot(
+            "iot-central",
+            "https://your_IoT_Central_Application.azureiotcentral.com",
+            shared_access_signature=SecretStr(sas),
+            devicetypes=["cHeAssetTracker", "tgAssetTracker"],
+        )
+    )
+    assert target.addressscheme == "streamazureiot"
+    assert "S3NTINEL" not in json.dumps(ts.target_view(ts.targets[target.id]))  # the signature is never shown
+    assert ts.targets[target.id].headers == {"Authorization": f"SharedAccessSignature {sas}"}
+    created = client.create_subscription(subscription(target))
+    assert created.targettype == "Azure IoT Central"
+    with pytest.raises(VendorHTTPError) as not_https:
+        client.request(
+            "POST",
+            "/api/cc/v1/targets",
+            operation="raw",
+            json={
+                "accountidentifier": {"billingaccountid": ACCOUNT},
+                "address": "azureiotcentral.com:443",
+                "addressscheme": "streamazureiot",
+            },
+        )
+    assert not_https.value.status == 400
 
 
 # -- documented rules and errors ------------------------------------------------------------------------------

@@ -9,6 +9,11 @@
 
 Both APIs replace a subscription's whole body on update, so nothing needs a replacement. The streams
 API's ``config.token`` is never returned: it is compared with the last applied spec by block name.
+
+A subscription the vendor holds but refused (streams: ``errors`` or a status other than OK, which come on
+a 200; streaming: FAILED) has a compared field ``problem`` that the spec wants empty: ``plan`` shows it as
+an update, ``audit`` as drift, and ``apply`` sends the body again and fails the change, naming the
+vendor's errors, while the vendor still refuses it.
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ from streamkeeper.vendors.equinix import (
     StreamingSubscriptionRequest,
     StreamsSubscription,
     StreamsSubscriptionRequest,
+    accepted,
+    problem,
 )
 from streamkeeper.vendors.http import NotFound
 
 _GONE = frozenset({"DELETED", "DELETE_IN_PROGRESS"})
 ORG_KEY = "organisation"
+PROBLEM = "problem"  # the compared field of what the vendor says is wrong with a subscription
 
 
 @lru_cache(maxsize=64)
@@ -120,11 +128,13 @@ class EquinixAdapter(Adapter):
     def _actual(self, subscription_id: str, sub: StreamsSubscription | StreamingSubscription) -> Resource:
         observed = sub.model_dump(mode="json", by_alias=True, exclude_none=True)
         fields = self._fields(observed)
+        key = ORG_KEY if self.api == "streams" else self._content_key(fields)
+        fields[PROBLEM] = problem(sub)
         return Resource(
             vendor=self.vendor,
             account=self.account,
             id=subscription_id,
-            key=ORG_KEY if self.api == "streams" else self._content_key(fields),
+            key=key,
             kind=self.api,
             fields=fields,
             observed=observed,
@@ -138,6 +148,8 @@ class EquinixAdapter(Adapter):
                 request.comparable() if isinstance(request, StreamsSubscriptionRequest) else request.to_body()
             )
             fields = self._fields(body)
+            key = ORG_KEY if self.api == "streams" else self._content_key(fields)
+            fields[PROBLEM] = None  # the spec wants a subscription the vendor accepted
             write_only = {}
             if spec.config is not None and spec.config.token_block:
                 write_only["token_block"] = spec.config.token_block
@@ -146,7 +158,7 @@ class EquinixAdapter(Adapter):
                     vendor=self.vendor,
                     account=self.account,
                     name=spec.name,
-                    key=ORG_KEY if self.api == "streams" else self._content_key(fields),
+                    key=key,
                     kind=self.api,
                     fields=fields,
                     write_only=write_only,
@@ -239,7 +251,9 @@ class EquinixAdapter(Adapter):
             )
         else:
             self.client.update_streaming_subscription(sub_id, request)
-            updated = self.client.get_streaming_subscription(sub_id)
+            updated = accepted(
+                "update_streaming_subscription", self.client.get_streaming_subscription(sub_id)
+            )
         return self.outcome(change, "updated", *adopted, self._row("updated", change, sub_id, updated))
 
     def _delete(self, change: Change) -> SubscriptionVersion:

@@ -22,7 +22,9 @@ from streamkeeper.vendors.stream import ContextInfo, StreamClient
 SEARCH_LIMIT = 50  # the seed's maximum
 
 
-def _identity(kind: str, context: str, where: str, key: str) -> str:
+def targeting_id(kind: str, context: str, where: str, key: str) -> str:
+    """The id of a context in a flag's targeting or a segment (``where`` is ``flag`` or ``segment``):
+    ``organization:org-1@segment:beta-merchants``. Onboarding records what it targets under the same id."""
     return f"{kind}:{context}@{where}:{key}"
 
 
@@ -65,7 +67,7 @@ class StreamAdapter(Adapter):
     def _resource(
         self, kind: str, context: str, where: str, target: str, observed: dict[str, Any] | None = None
     ) -> Resource:
-        identity = _identity(kind, context, where, target)
+        identity = targeting_id(kind, context, where, target)
         return Resource(
             vendor=self.vendor,
             account=self.account,
@@ -129,4 +131,4 @@ def _extra(info: ContextInfo, name: str) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-__all__ = ["StreamAdapter"]
+__all__ = ["StreamAdapter", "targeting_id"]

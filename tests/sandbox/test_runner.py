@@ -1,0 +1,62 @@
+"""The sandbox as `streamkeeper sandbox` runs it: the credentials it prints connect to every emulator, and
+the DMA's CA certificate stays the same across restarts (a block holding it keeps working)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from blocks.registry import block_class, build_block_values
+from streamkeeper.sandbox.runner import CERT_KEPT_WHILE_VALID_FOR, Sandbox, dma_certificate
+from streamkeeper.sandbox.tls import self_signed
+
+
+def connect(vendor: str, fields: list[Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What the printed `streamkeeper connect` command does: secrets from the environment, the rest --set."""
+    for c in fields:
+        if c.secret:
+            monkeypatch.setenv(f"STREAMKEEPER_{vendor.upper()}_{c.field.upper()}", c.value)
+    cls = block_class(vendor)
+    settings = [f"{c.field}={c.value}" for c in fields if not c.secret]
+    return cls(**build_block_values(vendor, cls, settings, interactive=False))
+
+
+def test_the_printed_credentials_connect_to_every_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Sandbox.start(state_dir=tmp_path) as sandbox:
+        credentials = sandbox.credentials()
+        assert set(credentials) == {"dma", "plt", "stream", "thingspace", "equinix"}
+        for vendor, fields in credentials.items():
+            block = connect(vendor, fields, monkeypatch)
+            with block.get_client() as client:
+                if vendor == "dma":
+                    assert client.list_subscriptions() is not None  # over TLS, trusting the printed CA
+                elif vendor == "plt":
+                    assert client.list_streams() is not None
+                elif vendor == "stream":
+                    assert client.refresh_tokens().access_token
+                elif vendor == "equinix":
+                    assert client.list_streaming_subscriptions() == []
+                else:
+                    assert client.query_targets() == []
+
+
+def test_the_dma_certificate_is_kept_across_restarts_until_it_nears_expiry(tmp_path: Path) -> None:
+    with Sandbox.start(state_dir=tmp_path) as first:
+        assert first.tls is not None
+        pem = first.tls.cert_pem
+    with Sandbox.start(state_dir=tmp_path) as second:
+        assert second.tls is not None and second.tls.cert_pem == pem  # a block holding it still works
+    # whichever valid certificate is there is used; an unreadable one is made anew
+    other = self_signed(tmp_path / "tls", common_name="dma-sandbox")
+    expires = x509.load_pem_x509_certificate(other.cert_pem.encode()).not_valid_after_utc
+    assert expires - dt.datetime.now(dt.UTC) > CERT_KEPT_WHILE_VALID_FOR
+    assert dma_certificate(tmp_path / "tls").cert_pem == other.cert_pem != pem
+    (tmp_path / "tls" / "dma-sandbox.crt").write_text("not a certificate")
+    fresh = dma_certificate(tmp_path / "tls").cert_pem
+    assert fresh.startswith("-----BEGIN CERTIFICATE-----") and fresh != other.cert_pem
