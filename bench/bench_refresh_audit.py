@@ -10,8 +10,9 @@ and, in the same run, a bare baseline with the same client (a `DMAClient` from t
    into an empty history, then again as every hourly run does (each new version closes the last); bare:
    the same calls with the same parallelism, storing nothing, beside each. The CPU time of this process
    (streamkeeper's side: the flow, the client, the history; not the emulator's) is measured for all.
-2. ``audit-subscriptions`` against a spec naming all N, first audit (a spec never seen before; the list
-   has changed since the refresh: one 200, N bodies stored, the spec compared); bare: the one list GET.
+2. ``audit-subscriptions`` against a spec naming all N, first audit (a spec never seen before; no list
+   cached, as the refresh keeps none it made stale: one 200, N bodies stored, the spec compared); bare:
+   the one list GET.
 3. the same audit again (nothing changed: one 304, one snapshot row pointing at the first); bare: the one
    conditional GET plus one parse of the spec (what the audit needed before the spec cache). Run in this
    process, the second audit finds the spec in the on-disk cache as a new worker process would.
