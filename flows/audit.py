@@ -83,8 +83,12 @@ def audit_subscriptions(spec_path: str, heal: bool = False, db_path: Text = None
 
 
 def _audit_all(spec_path: str, db_path: str | None) -> list[AuditResult]:
-    spec = load_spec(existing_file(spec_path))
-    runs = [audit_vendor_connection.submit(vendor, c, db_path) for vendor, c in spec.connections()]
+    path = existing_file(spec_path)
+    spec = load_spec(path)
+    runs = [
+        audit_vendor_connection.submit(vendor, str(path), c.connection, getattr(c, "account", None), db_path)
+        for vendor, c in spec.connections()
+    ]
     return [run.result() for run in runs]
 
 

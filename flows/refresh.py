@@ -17,7 +17,7 @@ from blocks.dma import DMACredentials
 from flows.parameters import Text, existing_file, given
 from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.keepalive import RefreshOutcome
-from streamkeeper.spec import DMASubscriptionSpec, load_spec
+from streamkeeper.spec import load_spec
 from streamkeeper.store import TokenEvent
 from tasks.refresh import load_block, refresh_dma_subscriptions, refresh_tokens
 
@@ -29,7 +29,12 @@ ARTIFACT_ROWS = 200
 
 
 class RefreshSummary(BaseModel):
-    """What a refresh run did."""
+    """What a refresh run did.
+
+    `outcomes` holds every subscription's outcome when the run acted on at most `ARTIFACT_ROWS` of them;
+    beyond that, only those that were not a plain refresh (each refresh is in the history, see the
+    ``refresh_history`` report), so that the result of a 10,000-subscription run stays small.
+    """
 
     refreshed: int = 0
     expired: int = 0
@@ -37,6 +42,10 @@ class RefreshSummary(BaseModel):
     failed: int = 0
     outcomes: list[RefreshOutcome] = Field(default_factory=list)
     tokens: list[TokenEvent] = Field(default_factory=list)
+
+    @property
+    def acted_on(self) -> int:
+        return self.refreshed + self.expired + self.recreated + self.failed
 
     @property
     def tokens_failed(self) -> int:
@@ -85,14 +94,13 @@ def refresh_subscriptions(
         raise ConfigError(
             f"time_to_live {time_to_live}: 0 (the 26 h maximum), 1..93600 s, or -1 to keep each one's own"
         )
-    desired: dict[str, list[DMASubscriptionSpec]] = {}
-    spec_blocks: dict[str, list[str]] = {"stream": [], "thingspace": [], "equinix": []}
+    spec_blocks: dict[str, list[str]] = {"dma": [], "stream": [], "thingspace": [], "equinix": []}
     if spec_path:
-        spec = load_spec(existing_file(spec_path))
-        desired = {c.connection: c.subscriptions for c in spec.dma}
+        spec_path = str(existing_file(spec_path))
+        spec = load_spec(spec_path)
         for vendor in spec_blocks:
             spec_blocks[vendor] = [c.connection for c in getattr(spec, vendor)]
-    dma = _merge(list(desired), dma_blocks)
+    dma = _merge(spec_blocks["dma"], dma_blocks)
     stream = _merge(spec_blocks["stream"], stream_blocks)
     thingspace = _merge(spec_blocks["thingspace"], thingspace_blocks)
     equinix = _merge(spec_blocks["equinix"], equinix_blocks)
@@ -107,7 +115,8 @@ def refresh_subscriptions(
             refresh_within_seconds,
             time_to_live,
             db_path,
-            desired.get(name),
+            spec_path if name in spec_blocks["dma"] else None,
+            ARTIFACT_ROWS,
         )
         for name in dma
     ]
@@ -119,12 +128,14 @@ def refresh_subscriptions(
 
     summary = RefreshSummary()
     for run in dma_runs:
-        summary.outcomes.extend(run.result())
+        result = run.result()
+        summary.outcomes.extend(result.outcomes)
+        for outcome in ("refreshed", "expired", "recreated", "failed"):
+            setattr(summary, outcome, getattr(summary, outcome) + result.counts.get(outcome, 0))
     if tokens_run is not None:
         summary.tokens = tokens_run.result()
-    for outcome in summary.outcomes:
-        if outcome.outcome in ("refreshed", "expired", "recreated", "failed"):
-            setattr(summary, outcome.outcome, getattr(summary, outcome.outcome) + 1)
+    if summary.acted_on > ARTIFACT_ROWS:  # Prefect walks a flow's result: keep it small
+        summary.outcomes = [o for o in summary.outcomes if o.outcome != "refreshed"]
     _publish(summary)
     logger.info(
         "refreshed %d, expired %d, recreated %d, failed %d; tokens renewed %d, failed %d",
@@ -151,9 +162,7 @@ def refresh_subscriptions(
 
 
 def _publish(summary: RefreshSummary) -> None:
-    outcomes = summary.outcomes
-    if len(outcomes) > ARTIFACT_ROWS:
-        outcomes = [o for o in outcomes if o.outcome != "refreshed"][:ARTIFACT_ROWS]
+    outcomes = summary.outcomes[:ARTIFACT_ROWS]
     rows = [
         {
             "vendor": o.vendor,
@@ -188,7 +197,7 @@ def _publish(summary: RefreshSummary) -> None:
             f"{summary.failed} failed; {len(summary.tokens)} token(s), {summary.tokens_failed} failed"
             + (
                 f" (refreshed rows beyond {ARTIFACT_ROWS} left out)"
-                if len(summary.outcomes) > ARTIFACT_ROWS
+                if summary.acted_on > ARTIFACT_ROWS
                 else ""
             )
         ),

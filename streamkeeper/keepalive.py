@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import pandas as pd
+import duckdb
 from pydantic import BaseModel, Field
 
 from streamkeeper.store import HistoryStore, SubscriptionVersion, TokenEvent
@@ -66,24 +66,70 @@ class DesiredDMASubscription(BaseModel):
     desired: dict[str, Any] | None = Field(None, description="The spec entry, for the history.")
 
 
-def list_dma(client: DMAClient, store: HistoryStore, account: str) -> tuple[list[Subscription], bool]:
-    """Every subscription the DMA holds, with a conditional GET. Returns (subscriptions, not_modified).
+class DMAListing:
+    """What one conditional ``GET /subscriptions`` found: the list's ETag, and the subscriptions.
+
+    On a 304 the subscriptions are the cached list, read from ``http_cache`` only when asked for (an audit
+    that finds nothing changed needs only the ETag).
+    """
+
+    def __init__(
+        self, store: HistoryStore, account: str, etag: str | None, subscriptions: list[Subscription] | None
+    ) -> None:
+        self.etag = etag
+        self.not_modified = subscriptions is None
+        self._store, self._account, self._subscriptions = store, account, subscriptions
+        self._kept = self.not_modified
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        if self._subscriptions is None:
+            _, cached = self._store.cache_get("dma", self._account, LIST_RESOURCE)
+            self._subscriptions = [Subscription.model_validate(item) for item in cached or []]
+        return self._subscriptions
+
+    def keep(self) -> None:
+        """Cache a list the DMA sent (200), with its ETag, for the next conditional GET."""
+        if self._kept:
+            return
+        self._store.cache_put(
+            "dma",
+            self._account,
+            LIST_RESOURCE,
+            self.etag,
+            [s.model_dump(mode="json", by_alias=False) for s in self.subscriptions],
+        )
+        self._kept = True
+
+
+def cached_list_etag(con: duckdb.DuckDBPyConnection, account: str) -> str | None:
+    """The ETag of the DMA list kept in ``http_cache`` (None when no list is kept)."""
+    row = con.execute(
+        "SELECT etag FROM http_cache WHERE vendor = 'dma' AND account = ? AND resource = ? AND body IS NOT NULL",
+        [account, LIST_RESOURCE],
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def list_dma(
+    client: DMAClient, store: HistoryStore, account: str, etag: str | None, keep: bool = True
+) -> DMAListing:
+    """Every subscription the DMA holds, with a conditional GET on `etag` (`cached_list_etag`).
 
     The list and its ETag are kept in ``http_cache`` (shared with the audit): a 304 means the cached list is
-    still what the DMA holds.
+    still what the DMA holds. Without `keep`, a new list is cached only when the caller calls
+    `DMAListing.keep` (the refresh, when it changed nothing: its PUTs would make the list stale at once).
     """
-    etag, cached = store.cache_get("dma", account, LIST_RESOURCE)
-    listing = client.list_subscriptions(etag=etag if cached is not None else None)
-    if listing is None:
-        return [Subscription.model_validate(item) for item in cached], True
-    store.cache_put(
-        "dma",
+    answer = client.list_subscriptions(etag=etag)
+    listing = DMAListing(
+        store,
         account,
-        LIST_RESOURCE,
-        listing.etag,
-        [s.model_dump(mode="json", by_alias=False) for s in listing.subscriptions],
+        etag if answer is None else answer.etag,
+        None if answer is None else answer.subscriptions,
     )
-    return listing.subscriptions, False
+    if keep:
+        listing.keep()
+    return listing
 
 
 def refresh_dma(
@@ -114,7 +160,13 @@ def refresh_dma(
         One outcome per subscription acted on: soonest-expiring first, then expiries and re-creations.
     """
     now = clock()
-    subscriptions, _ = list_dma(client, store, account)
+    with store.reader() as con:
+        etag = cached_list_etag(con, account)
+    listing = list_dma(client, store, account, etag, keep=False)
+    subscriptions = listing.subscriptions
+    with store.reader() as con:  # what the history holds, in one read
+        live = _live(con, account)
+        known = _known_names(con, account) if desired else {}
     due = sorted(
         (
             s
@@ -123,15 +175,20 @@ def refresh_dma(
         ),
         key=lambda s: s.calculated_expiration_date or now,
     )
+    outcomes: list[RefreshOutcome] = []
+    versions: list[SubscriptionVersion] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        outcomes = list(pool.map(lambda s: _refresh_one(client, account, s, time_to_live, clock), due))
-    versions = [
-        _version(account, sub, o) for o, sub in zip(outcomes, due, strict=True) if o.outcome != "failed"
-    ]
+        for outcome, version in pool.map(lambda s: _refreshed(client, account, s, time_to_live, clock), due):
+            outcomes.append(outcome)
+            if version is not None:
+                versions.append(version)
+            if len(versions) >= HISTORY_BATCH:  # written while the other PUTs are in flight
+                store.record_versions(versions)
+                versions = []
 
     # known to the history as live, but no longer listed: expired before this run came
     listed = {s.subscription_identifier for s in subscriptions}
-    gone = _vanished(store, account, listed)
+    gone = [row for row in live if row["subscription_id"] not in listed]
     for row in gone:
         outcome = RefreshOutcome(
             vendor="dma",
@@ -164,7 +221,6 @@ def refresh_dma(
     alive_names = {
         s.passback for s in subscriptions if s.passback and s.subscription_identifier not in expired_now
     }
-    known = _known_names(store, account) if desired else {}
     known.update({o.name: o.subscription_id for o in outcomes if o.outcome == "expired" and o.name})
     for name, body in (desired or {}).items():
         if name in alive_names or name not in known:
@@ -173,8 +229,26 @@ def refresh_dma(
         outcomes.append(outcome)
         if version is not None:
             versions.append(version)
+    if not due and not any(o.outcome == "recreated" for o in outcomes):
+        listing.keep()  # nothing changed at the DMA: the next run's list GET can be a 304
     store.record_versions(versions)
     return outcomes
+
+
+HISTORY_BATCH = 10_000
+"""Refresh versions are written this many at a time: a run of more subscriptions writes while its PUTs go
+on, which bounds the versions held in memory (~2 KB each) and records what a run stopped half way did.
+Each write has a fixed cost (~70 ms of CPU here: the lock, the connection, the checkpoint), so the batches
+are large: the client's own CPU (TLS, HTTP) keeps the process busy, so a write during the PUTs overlaps
+little and costs its fixed cost again."""
+
+
+def _refreshed(
+    client: DMAClient, account: str, sub: Subscription, time_to_live: int | None, clock: Clock
+) -> tuple[RefreshOutcome, SubscriptionVersion | None]:
+    """One subscription's PUT and its history version, both made in the worker thread."""
+    outcome = _refresh_one(client, account, sub, time_to_live, clock)
+    return outcome, None if outcome.outcome == "failed" else _version(account, sub, outcome)
 
 
 def _refresh_one(
@@ -251,32 +325,27 @@ def _version(account: str, sub: Subscription, outcome: RefreshOutcome) -> Subscr
     )
 
 
-def _vanished(store: HistoryStore, account: str, listed: set[str]) -> list[dict[str, Any]]:
-    current: pd.DataFrame = store.current_subscriptions("dma", account)
-    if current.empty:
-        return []
-    alive = current[
-        ~current["status"].isin(["expired", "deleted"]) & ~current["subscription_id"].isin(listed)
-    ]
+def _live(con: duckdb.DuckDBPyConnection, account: str) -> list[dict[str, Any]]:
+    """The subscriptions of this DMA the history holds as live."""
+    rows = con.execute(
+        "SELECT subscription_id, name, kind, expires_at FROM current_subscriptions "
+        "WHERE vendor = 'dma' AND account = ? AND coalesce(status, '') NOT IN ('expired', 'deleted')",
+        [account],
+    ).fetchall()
     return [
-        {
-            "subscription_id": str(r.subscription_id),
-            "name": None if pd.isna(r.name) else str(r.name),
-            "kind": None if pd.isna(r.kind) else str(r.kind),
-            "expires_at": as_utc(r.expires_at),
-        }
-        for r in alive.itertuples()
+        {"subscription_id": str(sub_id), "name": name, "kind": kind, "expires_at": as_utc(expires_at)}
+        for sub_id, name, kind, expires_at in rows
     ]
 
 
-def _known_names(store: HistoryStore, account: str) -> dict[str, str]:
+def _known_names(con: duckdb.DuckDBPyConnection, account: str) -> dict[str, str]:
     """Name -> latest subscription id, of every DMA subscription of this account the history has seen."""
-    frame = store.query(
+    rows = con.execute(
         "SELECT name, arg_max(subscription_id, valid_from) AS subscription_id FROM subscriptions "
         "WHERE vendor = 'dma' AND account = ? AND name IS NOT NULL GROUP BY name",
         [account],
-    )
-    return dict(zip(frame["name"], frame["subscription_id"], strict=True))
+    ).fetchall()
+    return {str(name): str(sub_id) for name, sub_id in rows}
 
 
 def _recreate(

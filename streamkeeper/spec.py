@@ -52,6 +52,9 @@ value, resolved only when a change is applied.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, get_args
@@ -59,6 +62,8 @@ from typing import Annotated, Any, Literal, NoReturn, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from streamkeeper.environment import streamkeeper_home
+from streamkeeper.errors import ConfigError
 from streamkeeper.validation import describe
 from streamkeeper.vendors.dma import MAX_TIME_TO_LIVE
 from streamkeeper.vendors.equinix import (
@@ -77,7 +82,16 @@ from streamkeeper.vendors.equinix import (
     StreamsSubscriptionRequest,
 )
 from streamkeeper.vendors.thingspace import AddressScheme, StreamKind
-from streamkeeper.yamlspec import load_yaml_model, load_yaml_text
+from streamkeeper.yamlspec import (
+    SETTINGS,
+    load_yaml_model,
+    load_yaml_text,
+    one_line,
+    parse_yaml,
+    read_spec_file,
+    setting,
+    validate_model,
+)
 
 Vendor = Literal["plt", "dma", "stream", "thingspace", "equinix"]
 VENDORS: tuple[Vendor, ...] = get_args(Vendor)
@@ -600,6 +614,15 @@ class ProvisioningSpec(SpecModel):
         """Every connection with its vendor, in spec order (vendor by vendor)."""
         return [(vendor, c) for vendor in VENDORS for c in getattr(self, vendor)]
 
+    def connection(self, vendor: Vendor, name: str, account: str | None = None) -> Connection:
+        """The connection of `vendor` named `name` (and, for ThingSpace, of `account`)."""
+        for c in getattr(self, vendor):
+            if c.connection == name and getattr(c, "account", None) == account:
+                return c  # type: ignore[no-any-return]
+        raise ConfigError(
+            f"the spec has no {vendor} connection {name!r}" + (f" ({account})" if account else "")
+        )
+
     def count(self) -> int:
         """How many subscriptions (and ThingSpace targets) the spec declares."""
         total = 0
@@ -615,12 +638,76 @@ class ProvisioningSpec(SpecModel):
         return total
 
 
-def load_spec(path: Path | str) -> ProvisioningSpec:
+def load_spec(path: Path | str, cache: bool = True) -> ProvisioningSpec:
     """Read and validate a spec file; `ConfigError` names the file, line and field of a mistake.
 
     ``${STREAMKEEPER_RECEIVER_URL}`` in a text value is the setting (`streamkeeper.yamlspec.SETTINGS`).
+
+    Parsing the YAML is most of the cost (~1 s for 10,000 entries): with `cache`, what a file parsed to is
+    kept in ``$STREAMKEEPER_HOME/spec-cache`` under the hash of its content and of the settings' values, so
+    a file read again (by the next flow run, in another process) is only validated; an edited file, or a
+    changed setting, has another hash and is parsed.
     """
-    return load_yaml_model(path, ProvisioningSpec, settings=True)
+    if not cache:
+        return load_yaml_model(path, ProvisioningSpec, settings=True)
+    path = Path(path)
+    source = one_line(path.name)
+    text = read_spec_file(path)  # a missing, oversized or non-UTF-8 file is one line, cached or not
+    key = spec_cache_key(text)
+    cached = _spec_cache_read(key)
+    if cached is not None:
+        try:
+            return validate_model(cached, ProvisioningSpec, source=source)
+        except ConfigError:
+            pass  # no longer valid (a newer streamkeeper is stricter): parse again, to name the line
+    data, lines = parse_yaml(text, source=source, settings=True)
+    spec = validate_model(data, ProvisioningSpec, lines, source=source)
+    _spec_cache_write(key, data)
+    return spec
+
+
+def spec_cache_key(text: str) -> str:
+    """The cache's name for what a spec text parses to: the hash of the text and of the settings' values."""
+    digest = hashlib.sha256(text.encode())
+    for name in sorted(SETTINGS):
+        digest.update(f"\0{name}={setting(name)}".encode())
+    return digest.hexdigest()
+
+
+SPEC_CACHE_ENTRIES = 32
+"""Parsed spec files kept in the cache (the least recently written beyond that are removed)."""
+
+
+def spec_cache_dir() -> Path:
+    return streamkeeper_home() / "spec-cache"
+
+
+def _spec_cache_read(key: str) -> Any:
+    try:
+        return json.loads((spec_cache_dir() / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None  # not cached, or a torn or foreign file: parse
+
+
+def _spec_cache_write(key: str, data: Any) -> None:
+    """Keep what a spec parsed to, when JSON holds it exactly (YAML dates or non-text keys are not cached)."""
+    try:
+        text = json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return
+    if json.loads(text) != data:
+        return
+    directory = spec_cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        scratch = directory / f".{key}.{os.getpid()}.tmp"
+        scratch.write_text(text)
+        scratch.replace(directory / f"{key}.json")  # atomic: a reader sees all of it or none
+        entries = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in entries[SPEC_CACHE_ENTRIES:]:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        return  # a cache that cannot be written only costs the next run a parse
 
 
 def load_spec_text(text: str, source: str = "<inline spec>") -> ProvisioningSpec:

@@ -9,6 +9,7 @@ from prefect import task
 from blocks.registry import block_class
 from streamkeeper.audit import AuditResult, audit_connection
 from streamkeeper.provision.adapters import make_adapter
+from streamkeeper.spec import Vendor, load_spec
 from streamkeeper.vendors.http import CallRecorder, VendorClient
 from tasks.refresh import load_block, save_refresh_token
 from tasks.retry import transient_only
@@ -27,14 +28,25 @@ def vendor_client(vendor: str, block_name: str, recorder: CallRecorder) -> Vendo
 
 @task(
     name="audit-connection",
-    task_run_name="audit-{vendor}-{connection.connection}",
+    task_run_name="audit-{vendor}-{connection_name}",
     retries=1,
     retry_delay_seconds=5,
     retry_condition_fn=transient_only,
 )
-def audit_vendor_connection(vendor: str, connection: Any, db_path: str | None = None) -> AuditResult:
+def audit_vendor_connection(
+    vendor: Vendor,
+    spec_path: str,
+    connection_name: str,
+    account: str | None = None,
+    db_path: str | None = None,
+) -> AuditResult:
     """Snapshot what one spec connection holds at its vendor, and its drift (against the spec and the
-    previous snapshot), in the history store. A vendor that cannot be read is an audit with `error` set."""
+    previous snapshot), in the history store. A vendor that cannot be read is an audit with `error` set.
+
+    The connection is named, not passed: the task reads it from the spec (a cached parse), so that a
+    10,000-entry connection never goes through Prefect as a task argument.
+    """
+    connection = load_spec(spec_path).connection(vendor, connection_name, account)
     store = history_store(db_path)
     recorder = CallRecorder()
     with vendor_client(vendor, connection.connection, recorder) as client:

@@ -6,6 +6,7 @@ so a task per subscription would cap a run at about 40 subscriptions a second.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -13,7 +14,7 @@ from typing import TypeVar, cast
 
 from prefect import task
 from prefect.blocks.core import Block
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from blocks.dma import DMACredentials
 from blocks.equinix import EquinixCredentials
@@ -28,7 +29,7 @@ from streamkeeper.keepalive import (
     renew_thingspace_session,
     rotate_stream_token,
 )
-from streamkeeper.spec import DMASubscriptionSpec
+from streamkeeper.spec import DMASubscriptionSpec, load_spec
 from streamkeeper.store import TokenEvent
 from streamkeeper.vendors.dma import NewSubscription
 from streamkeeper.vendors.http import CallRecorder, register_secret
@@ -54,6 +55,15 @@ def load_block(cls: type[B], name: str) -> B:
         ) from None
 
 
+class DMARefreshResult(BaseModel):
+    """A refresh of one DMA, kept small (Prefect walks every task's result): the count of each outcome,
+    and the outcomes themselves when there are at most `keep_outcomes`, else those that were not a plain
+    refresh (every refresh is in the history)."""
+
+    counts: dict[str, int] = Field(default_factory=dict)
+    outcomes: list[RefreshOutcome] = Field(default_factory=list)
+
+
 @task(
     name="refresh-dma-subscriptions",
     task_run_name="refresh-dma-{account}",
@@ -67,26 +77,35 @@ def refresh_dma_subscriptions(
     within_seconds: int,
     time_to_live: int | None = None,
     db_path: str | None = None,
-    desired: list[DMASubscriptionSpec] | None = None,
-) -> list[RefreshOutcome]:
+    spec_path: str | None = None,
+    keep_outcomes: int = 200,
+) -> DMARefreshResult:
     """Refresh the subscriptions of one DMA that expire within `within_seconds`, soonest first.
 
-    Subscriptions of `desired` (the spec's, for this DMA) that expired are created again.
+    Subscriptions of the spec's connection named `account` that expired are created again. The task reads
+    them from the spec (a cached parse) rather than taking them as an argument, so that a 10,000-entry
+    connection never goes through Prefect as a task argument.
     """
+    desired: list[DMASubscriptionSpec] = []
+    if spec_path is not None:
+        spec = load_spec(spec_path)
+        desired = next((c.subscriptions for c in spec.dma if c.connection == account), [])
     store = history_store(db_path)
     recorder = CallRecorder()
     with credentials.get_client(recorder=recorder) as client:
         try:
-            return refresh_dma(
+            outcomes = refresh_dma(
                 client,
                 store,
                 account,
                 within=timedelta(seconds=within_seconds),
                 time_to_live=time_to_live,
-                desired={s.name: partial(desired_dma, s) for s in desired or []},
+                desired={s.name: partial(desired_dma, s) for s in desired},
             )
         finally:
             flush_calls(store, recorder)
+    kept = outcomes if len(outcomes) <= keep_outcomes else [o for o in outcomes if o.outcome != "refreshed"]
+    return DMARefreshResult(counts=dict(Counter(o.outcome for o in outcomes)), outcomes=kept)
 
 
 def desired_dma(spec: DMASubscriptionSpec) -> DesiredDMASubscription:

@@ -5,24 +5,32 @@ previous snapshot and against the spec.
 connection's provisioning adapter (`observe`), compares it with the previous snapshot
 (`snapshots.compare_previous`) and with the spec (the planner, read-only: `spec_drift`), and records the
 snapshot, the findings and the audit in one transaction. No Prefect here: ``tasks/audit.py`` wraps it.
+
+An audit costs what changed: when the vendor's first answer names what it holds (the DMA list's ETag, a
+304 when nothing changed) and that, the connection's spec entries and the account's history are what the
+latest audit worked from (`inputs`), it repeats that audit's findings against the spec and writes one
+snapshot row pointing at the last full snapshot, without reading the list or planning again.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from streamkeeper.audit.observe import Observation, Observed, observe
+from streamkeeper.audit.inputs import audit_inputs, history_mark
+from streamkeeper.audit.observe import Observation, Observed, observe, read_vendor
 from streamkeeper.audit.snapshots import (
     AuditResult,
     DriftFinding,
     compare_previous,
     history_versions,
+    latest_audit,
     new_audit_id,
     previous_snapshot,
     record_audit,
     record_failed_audit,
+    record_repeat,
 )
-from streamkeeper.audit.spec_drift import plan_from_observation, spec_findings
+from streamkeeper.audit.spec_drift import plan_from_observation, repeat_spec_findings, spec_findings
 from streamkeeper.errors import StreamkeeperError
 from streamkeeper.keepalive import Clock, utc_now
 from streamkeeper.provision.adapters.base import Adapter
@@ -52,11 +60,29 @@ def audit_connection(
     vendor, account = adapter.vendor, adapter.account
     audit_id = new_audit_id()
     started = datetime.now(UTC)
-    previous = previous_snapshot(store, vendor, account)
+    latest = latest_audit(store, vendor, account)
+    history = history_mark(store, vendor, account)
     recorder = adapter.client.recorder
     before = len(recorder)
     try:
-        observation = observe(adapter, store, previous.etags() if previous else {})
+        read = read_vendor(adapter, store)
+        inputs = audit_inputs(read.version, history, adapter, check_spec)
+        if latest is not None and inputs is not None and inputs == latest.inputs:
+            return record_repeat(
+                store,
+                latest,
+                repeat_spec_findings(store, latest, vendor, account, clock()) if check_spec else [],
+                vendor=vendor,
+                account=account,
+                audit_id=audit_id,
+                started_at=started,
+                requests=len(recorder) - before,
+                spec_checked=check_spec,
+                inputs=inputs,
+                version=read.version,
+            )
+        previous = previous_snapshot(store, latest)
+        observation = observe(adapter, store, read, previous.etags() if previous else {})
     except StreamkeeperError as exc:
         return record_failed_audit(store, vendor, account, audit_id, started, redact(str(exc)))
     requests = len(recorder) - before
@@ -74,6 +100,7 @@ def audit_connection(
         started_at=started,
         requests=requests,
         spec_checked=check_spec,
+        inputs=audit_inputs(observation.version, history, adapter, check_spec),
     )
     history_versions(store, findings, observation, at=result.finished_at)
     return result

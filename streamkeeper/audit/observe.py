@@ -10,6 +10,10 @@ subscription carries its entity tag, so an unchanged one needs no request of its
 subscription without an entity tag is read on its own, with ``If-None-Match`` and the previous snapshot's
 ETag. The other vendors have no ETags: the adapter's plain reads, and the audit stores a body only when
 its hash differs from the previous snapshot's.
+
+`read_vendor` makes the first read and says, where the vendor can, which version of its holdings it saw
+(the DMA list's ETag): an audit whose inputs all match the previous audit's need not look further.
+`observe` turns that read into snapshot items and plan resources.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import copy
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from streamkeeper.keepalive import list_dma
+from streamkeeper.keepalive import DMAListing, cached_list_etag, list_dma
 from streamkeeper.provision.adapters.base import Adapter
 from streamkeeper.provision.adapters.dma import DMAAdapter
 from streamkeeper.provision.model import Resource
@@ -83,6 +88,9 @@ class Observation(BaseModel):
     items: list[Observed] = Field(default_factory=list)
     resources: list[Resource] = Field(default_factory=list)
     list_not_modified: bool = False
+    version: str | None = None
+    """What the vendor says names this content (the DMA list's ETag when every listed subscription
+    carries its own entity tag, so that nothing else was read); None when it cannot say."""
 
 
 PreviousEtags = Mapping[tuple[str, str], str]
@@ -98,12 +106,39 @@ def body_hash(body: Any) -> str:
     return hashlib.sha256(canonical(body).encode()).hexdigest()[:32]
 
 
-def observe(adapter: Adapter, store: HistoryStore, previous: PreviousEtags | None = None) -> Observation:
-    """What the adapter's connection holds at the vendor, read the cheapest way the vendor allows."""
+@dataclass
+class VendorRead:
+    """A connection's first read: the DMA's conditional list, or the other vendors' whole read.
+
+    Attributes:
+        version: what the vendor says names its current holdings (the DMA list's ETag), or None.
+    """
+
+    version: str | None
+    listing: DMAListing | None = None
+    resources: list[Resource] | None = None
+
+
+def read_vendor(adapter: Adapter, store: HistoryStore) -> VendorRead:
+    """The first read of an audit: one conditional request where the vendor has ETags, else the full read."""
     if isinstance(adapter, DMAAdapter):
-        resources, not_modified, fresh304 = _read_dma(adapter, store, previous or {})
+        with store.reader() as con:
+            etag = cached_list_etag(con, adapter.account)
+        listing = list_dma(adapter.client, store, adapter.account, etag)
+        return VendorRead(version=listing.etag, listing=listing)
+    return VendorRead(version=None, resources=adapter.read())
+
+
+def observe(
+    adapter: Adapter, store: HistoryStore, read: VendorRead, previous: PreviousEtags | None = None
+) -> Observation:
+    """What the adapter's connection holds at the vendor, from its first read (and what else it needs)."""
+    version = None
+    if isinstance(adapter, DMAAdapter) and read.listing is not None:
+        resources, fresh304, complete = _read_dma(adapter, read.listing, previous or {})
+        version = read.version if complete else None
     else:
-        resources, not_modified, fresh304 = adapter.read(), False, set()
+        resources, fresh304 = list(read.resources or []), set()
     volatile = VOLATILE.get(adapter.vendor, ())
     items = [
         Observed(
@@ -123,27 +158,32 @@ def observe(adapter: Adapter, store: HistoryStore, previous: PreviousEtags | Non
         account=adapter.account,
         items=items,
         resources=resources,
-        list_not_modified=not_modified,
+        list_not_modified=read.listing is not None and read.listing.not_modified,
+        version=version,
     )
 
 
 def _read_dma(
-    adapter: DMAAdapter, store: HistoryStore, previous: PreviousEtags
-) -> tuple[list[Resource], bool, set[str]]:
-    subscriptions, not_modified = list_dma(adapter.client, store, adapter.account)
+    adapter: DMAAdapter, listing: DMAListing, previous: PreviousEtags
+) -> tuple[list[Resource], set[str], bool]:
+    """The listed subscriptions as resources, the ids a conditional GET found unchanged, and whether the
+    list alone said everything (every subscription listed with its entity tag)."""
+    subscriptions = list(listing.subscriptions)
     unchanged: set[str] = set()
+    complete = True
     for i, sub in enumerate(subscriptions):
         if sub.entity_tag is not None:
             continue
+        complete = False
         prior = previous.get(("subscription", sub.subscription_identifier))
         fresh = adapter.client.get_subscription(sub.subscription_identifier, etag=prior)
         if fresh is None:  # 304: as the previous snapshot saw it
             unchanged.add(sub.subscription_identifier)
-            sub.entity_tag = prior
+            subscriptions[i] = sub.model_copy(update={"entity_tag": prior})
         else:
             subscriptions[i] = fresh
     # the adapter's own conversion, so that the plan compares exactly what `plan` would
-    return [adapter._actual(s) for s in subscriptions], not_modified, unchanged
+    return [adapter._actual(s) for s in subscriptions], unchanged, complete
 
 
 def preread(adapter: Adapter, resources: list[Resource]) -> Adapter:

@@ -5,6 +5,12 @@ row per thing seen, and its findings in ``drift_findings`` (the ``drift`` view s
 audit). A thing unchanged since the previous snapshot (same ETag, or the same body hash where the vendor
 has no ETags) is stored without a body.
 
+An audit that finds everything as the previous snapshot saw it (the same things, each unchanged) writes
+one row instead, SCD2-style: ``resource = 'snapshot'``, ``subscription_id = '*'`` and ``same_as`` naming
+the last full snapshot, whose rows then stand for this audit too. The ``snapshot_items`` view resolves
+that: every successful audit with the things it saw and their bodies as of then, so "what did the vendor
+hold at T" is the latest audit at or before T in that view (the ``vendor_held`` report).
+
 Drift against the previous snapshot is what changed that streamkeeper did not do: a thing that appeared,
 disappeared or was modified (volatile fields aside) is a finding unless the history recorded a change of
 it by streamkeeper since the previous audit. A DMA subscription that disappeared after its expiry is
@@ -75,11 +81,34 @@ class PreviousRow(BaseModel):
     body_hash: str | None
 
 
+POINTER_RESOURCE = "snapshot"
+POINTER_ID = "*"
+"""The ``resource`` and ``subscription_id`` of the one row of an audit that found nothing changed."""
+
+
+class LatestAudit(BaseModel):
+    """The latest successful audit of a vendor account.
+
+    Attributes:
+        full_id: the snapshot whose rows stand for it (its own, or the full one its pointer row names).
+        full_taken_at: when that snapshot was taken.
+        inputs: what its result was computed from (`streamkeeper.audit.inputs`), when known.
+    """
+
+    audit_id: str
+    finished_at: datetime
+    observed: int
+    inputs: str | None
+    full_id: str
+    full_taken_at: datetime
+
+
 class PreviousSnapshot(BaseModel):
     """The latest successful audit of a vendor account: when, and the ETag and hash of each thing."""
 
     audit_id: str
     finished_at: datetime
+    full_id: str
     rows: dict[tuple[str, str], PreviousRow]
 
     def etags(self) -> dict[tuple[str, str], str]:
@@ -90,26 +119,54 @@ def new_audit_id() -> str:
     return uuid.uuid4().hex
 
 
-def previous_snapshot(store: HistoryStore, vendor: str, account: str) -> PreviousSnapshot | None:
-    """The latest successful audit of this vendor account, or None before the first one."""
-    latest = store.query(
-        "SELECT audit_id, finished_at FROM audits WHERE vendor = ? AND account = ? AND error IS NULL "
-        "ORDER BY finished_at DESC LIMIT 1",
-        [vendor, account],
+def latest_audit(store: HistoryStore, vendor: str, account: str) -> LatestAudit | None:
+    """The latest successful audit of this vendor account, or None before the first one.
+
+    Small reads on one connection; the one of ``subscription_snapshots`` is filtered on a time as well as
+    an id: rows are appended in time order, so DuckDB skips the row groups of other times (measured: 2 ms
+    instead of 190 ms at 5 M rows).
+    """
+    with store.reader() as con:
+        latest = con.execute(
+            "SELECT audit_id, finished_at, observed, inputs FROM audits "
+            "WHERE vendor = ? AND account = ? AND error IS NULL ORDER BY finished_at DESC LIMIT 1",
+            [vendor, account],
+        ).fetchone()
+        if latest is None:
+            return None
+        audit_id, finished_at, observed, inputs = latest
+        pointer = con.execute(
+            "SELECT same_as FROM subscription_snapshots WHERE taken_at = ? AND snapshot_id = ? "
+            "AND same_as IS NOT NULL",
+            [finished_at, audit_id],
+        ).fetchone()
+        full_id, full_taken_at = audit_id, finished_at
+        if pointer is not None:
+            full = con.execute("SELECT finished_at FROM audits WHERE audit_id = ?", [pointer[0]]).fetchone()
+            full_id, full_taken_at = pointer[0], full[0] if full is not None else finished_at
+    return LatestAudit(
+        audit_id=audit_id,
+        finished_at=as_utc(finished_at),
+        observed=observed,
+        inputs=inputs,
+        full_id=full_id,
+        full_taken_at=as_utc(full_taken_at),
     )
-    if latest.empty:
+
+
+def previous_snapshot(store: HistoryStore, latest: LatestAudit | None) -> PreviousSnapshot | None:
+    """What the latest successful audit saw (the rows of its full snapshot), or None before the first."""
+    if latest is None:
         return None
-    audit_id = str(latest["audit_id"].iloc[0])
     rows = store.query(
         "SELECT coalesce(resource, 'subscription') AS resource, subscription_id, name, etag, body_hash "
-        "FROM subscription_snapshots WHERE snapshot_id = ? AND vendor = ? AND account = ?",
-        [audit_id, vendor, account],
+        "FROM subscription_snapshots WHERE taken_at = ? AND snapshot_id = ? AND same_as IS NULL",
+        [latest.full_taken_at, latest.full_id],
     )
-    finished = as_utc(latest["finished_at"].iloc[0])
-    assert finished is not None
     return PreviousSnapshot(
-        audit_id=audit_id,
-        finished_at=finished,
+        audit_id=latest.audit_id,
+        finished_at=latest.finished_at,
+        full_id=latest.full_id,
         rows={
             (r.resource, r.subscription_id): PreviousRow(
                 resource=r.resource,
@@ -193,17 +250,31 @@ def record_audit(
     started_at: datetime,
     requests: int | None = None,
     spec_checked: bool = False,
+    inputs: str | None = None,
 ) -> AuditResult:
     """Write the audit: its ``audits`` row, a snapshot row per thing (a body only when changed), findings.
 
-    One transaction, so the ``drift`` view never shows half an audit.
+    When every thing is as the previous snapshot saw it, the snapshot is one row pointing at the last full
+    one. One transaction, so the ``drift`` view never shows half an audit.
     """
     finished_at = datetime.now(UTC)
     prior_rows = previous.rows if previous is not None else {}
-    rows = []
-    for item in observation.items:
-        same = unchanged(item, prior_rows.get((item.resource, item.id)))
-        rows.append(
+    same = [unchanged(item, prior_rows.get((item.resource, item.id))) for item in observation.items]
+    keys = {(item.resource, item.id) for item in observation.items}
+    if previous is not None and all(same) and keys == set(prior_rows):
+        rows = [
+            _pointer_row(
+                store,
+                observation.vendor,
+                observation.account,
+                audit_id,
+                finished_at,
+                previous.full_id,
+                observation.version,
+            )
+        ]
+    else:
+        rows = [
             {
                 "snapshot_id": audit_id,
                 "taken_at": finished_at,
@@ -212,44 +283,112 @@ def record_audit(
                 "subscription_id": item.id,
                 "name": item.name,
                 "etag": item.etag,
-                "not_modified": same,
-                "body": None if same else canonical(item.body),
+                "not_modified": unchanged_,
+                "body": None if unchanged_ else canonical(item.body),
                 "flow_run_id": store.flow_run_id,
                 "body_hash": item.body_hash,
                 "resource": item.resource,
             }
-        )
+            for item, unchanged_ in zip(observation.items, same, strict=True)
+        ]
     result = AuditResult(
         audit_id=audit_id,
         vendor=observation.vendor,
         account=observation.account,
         started_at=started_at,
         finished_at=finished_at,
-        observed=len(rows),
-        not_modified=sum(1 for r in rows if r["not_modified"]),
+        observed=len(observation.items),
+        not_modified=sum(same),
         bodies_stored=sum(1 for r in rows if r["body"] is not None),
         requests=requests,
         spec_checked=spec_checked,
         findings=list(findings),
     )
+    _write(store, result, inputs, rows)
+    return result
+
+
+def record_repeat(
+    store: HistoryStore,
+    latest: LatestAudit,
+    findings: Sequence[DriftFinding],
+    *,
+    vendor: str,
+    account: str,
+    audit_id: str,
+    started_at: datetime,
+    requests: int | None,
+    spec_checked: bool,
+    inputs: str,
+    version: str | None,
+) -> AuditResult:
+    """Write an audit whose inputs are the latest audit's: one snapshot row pointing at its full snapshot."""
+    finished_at = datetime.now(UTC)
+    result = AuditResult(
+        audit_id=audit_id,
+        vendor=vendor,
+        account=account,
+        started_at=started_at,
+        finished_at=finished_at,
+        observed=latest.observed,
+        not_modified=latest.observed,
+        requests=requests,
+        spec_checked=spec_checked,
+        findings=list(findings),
+    )
+    _write(
+        store,
+        result,
+        inputs,
+        [_pointer_row(store, vendor, account, audit_id, finished_at, latest.full_id, version)],
+    )
+    return result
+
+
+def _pointer_row(
+    store: HistoryStore,
+    vendor: str,
+    account: str,
+    audit_id: str,
+    taken_at: datetime,
+    full_id: str,
+    version: str | None,
+) -> dict[str, Any]:
+    return {
+        "snapshot_id": audit_id,
+        "taken_at": taken_at,
+        "vendor": vendor,
+        "account": account,
+        "subscription_id": POINTER_ID,
+        "name": None,
+        "etag": version,
+        "not_modified": True,
+        "body": None,
+        "flow_run_id": store.flow_run_id,
+        "body_hash": None,
+        "resource": POINTER_RESOURCE,
+        "same_as": full_id,
+    }
+
+
+def _write(store: HistoryStore, result: AuditResult, inputs: str | None, rows: list[dict[str, Any]]) -> None:
     with store.writer() as con:
-        _append(con, "audits", [_audit_row(result, store.flow_run_id)])
+        _append(con, "audits", [{**_audit_row(result, store.flow_run_id), "inputs": inputs}])
         _append(con, "subscription_snapshots", rows)
         _append(
             con,
             "drift_findings",
             [
                 {
-                    "audit_id": audit_id,
-                    "found_at": finished_at,
+                    "audit_id": result.audit_id,
+                    "found_at": result.finished_at,
                     **f.model_dump(exclude={"fields"}),
                     "fields": json.dumps(f.fields, default=str) if f.fields is not None else None,
                     "flow_run_id": store.flow_run_id,
                 }
-                for f in findings
+                for f in result.findings
             ],
         )
-    return result
 
 
 def record_failed_audit(

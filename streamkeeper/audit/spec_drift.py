@@ -7,14 +7,19 @@ history saw it live and its expiry passed, else ``missing``), an ``update`` or `
 ``extra``, and a plan error (a spec entry that cannot be resolved at the vendor) is ``invalid``. What
 another flow owns (`Plan.owned_elsewhere`: the history records its owner, e.g. the feature-flag targeting
 onboard-organization made) is no drift against the spec.
+
+An audit whose inputs are the latest audit's (`streamkeeper.audit.inputs`) takes that audit's findings
+against the spec (`repeat_spec_findings`) instead of planning again: the same plan, but ``missing`` and
+``expired`` are told apart again at the current time.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from streamkeeper.audit.observe import Observation, preread
-from streamkeeper.audit.snapshots import DriftFinding
+from streamkeeper.audit.snapshots import DriftFinding, LatestAudit, _str
 from streamkeeper.provision.adapters.base import Adapter
 from streamkeeper.provision.model import Plan
 from streamkeeper.provision.planner import plan_connection
@@ -37,19 +42,7 @@ def spec_findings(
     findings: list[DriftFinding] = []
     for change in plan.changes:
         if change.action == "create":
-            expired = change.name in lapsed
-            findings.append(
-                DriftFinding(
-                    vendor=vendor,
-                    account=account,
-                    resource=change.type,
-                    name=change.name,
-                    against="spec",
-                    subscription_id=lapsed.get(change.name or ""),
-                    finding="expired" if expired else "missing",
-                    detail="expired at the vendor" if expired else "not at the vendor",
-                )
-            )
+            findings.append(_absent(vendor, account, change.type, change.name, lapsed))
         elif change.action in ("update", "replace"):
             findings.append(
                 DriftFinding(
@@ -89,6 +82,57 @@ def spec_findings(
             )
         )
     return findings
+
+
+def repeat_spec_findings(
+    store: HistoryStore, latest: LatestAudit, vendor: str, account: str, now: datetime
+) -> list[DriftFinding]:
+    """The latest audit's findings against the spec, ``missing`` and ``expired`` told apart at `now`."""
+    frame = store.query(
+        "SELECT resource, subscription_id, name, finding, fields, detail FROM drift_findings "
+        "WHERE found_at = ? AND audit_id = ? AND against = 'spec'",
+        [latest.finished_at, latest.audit_id],
+    )
+    lapsed = _lapsed_names(store, vendor, account, now) if frame["finding"].isin(ABSENT).any() else {}
+    findings = []
+    for row in frame.itertuples():
+        if row.finding in ABSENT:
+            findings.append(_absent(vendor, account, str(row.resource), _str(row.name), lapsed))
+            continue
+        findings.append(
+            DriftFinding(
+                vendor=vendor,
+                account=account,
+                resource=str(row.resource),
+                subscription_id=_str(row.subscription_id),
+                name=_str(row.name),
+                against="spec",
+                finding=row.finding,
+                fields=json.loads(row.fields) if isinstance(row.fields, str) else None,
+                detail=_str(row.detail),
+            )
+        )
+    return findings
+
+
+ABSENT = ("missing", "expired")
+"""Findings of a spec entry the vendor lacks: ``expired`` when the history saw it live past its expiry."""
+
+
+def _absent(
+    vendor: str, account: str, resource: str, name: str | None, lapsed: dict[str, str]
+) -> DriftFinding:
+    expired = name in lapsed
+    return DriftFinding(
+        vendor=vendor,
+        account=account,
+        resource=resource,
+        name=name,
+        against="spec",
+        subscription_id=lapsed.get(name or ""),
+        finding="expired" if expired else "missing",
+        detail="expired at the vendor" if expired else "not at the vendor",
+    )
 
 
 def _lapsed_names(store: HistoryStore, vendor: str, account: str, now: datetime) -> dict[str, str]:

@@ -214,6 +214,40 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE subscriptions ADD COLUMN owner VARCHAR;
         """,
     ),
+    Migration(
+        5,
+        "unchanged audits as one snapshot row pointing at the last full one; audit inputs; snapshot_items",
+        """
+        ALTER TABLE subscription_snapshots ADD COLUMN same_as VARCHAR;
+        ALTER TABLE audits ADD COLUMN inputs VARCHAR;
+        CREATE VIEW snapshot_items AS
+            WITH audited AS (
+                SELECT a.audit_id, a.vendor, a.account, a.finished_at,
+                       coalesce(p.same_as, a.audit_id) AS full_id
+                FROM audits AS a
+                LEFT JOIN subscription_snapshots AS p
+                  ON p.snapshot_id = a.audit_id AND p.taken_at = a.finished_at AND p.same_as IS NOT NULL
+                WHERE a.error IS NULL
+            ),
+            items AS (
+                SELECT snapshot_id, taken_at, vendor, account, coalesce(resource, 'subscription') AS resource,
+                       subscription_id, name, etag, body_hash
+                FROM subscription_snapshots WHERE same_as IS NULL
+            ),
+            bodies AS (
+                SELECT vendor, account, coalesce(resource, 'subscription') AS resource, subscription_id,
+                       taken_at, body
+                FROM subscription_snapshots WHERE body IS NOT NULL
+            )
+            SELECT d.audit_id, d.vendor, d.account, d.finished_at AS audited_at, d.full_id AS snapshot_id,
+                   i.resource, i.subscription_id, i.name, i.etag, i.body_hash, b.body
+            FROM audited AS d
+            JOIN items AS i ON i.snapshot_id = d.full_id
+            ASOF LEFT JOIN bodies AS b
+              ON b.vendor = i.vendor AND b.account = i.account AND b.resource = i.resource
+             AND b.subscription_id = i.subscription_id AND i.taken_at >= b.taken_at;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

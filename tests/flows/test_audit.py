@@ -91,9 +91,12 @@ def test_dma_audit_is_304s_when_unchanged_and_shows_drift_made_behind_our_back(
     assert (audit.observed, audit.not_modified, audit.bodies_stored, audit.requests) == (2, 2, 0, 1)
     assert calls_of(db_path, run_of(db_path, audit.audit_id)) == [("list_subscriptions", 304)]
     stored = HistoryStore(db_path).query(
-        "SELECT not_modified, body FROM subscription_snapshots WHERE snapshot_id = ?", [audit.audit_id]
+        "SELECT subscription_id, same_as, body FROM subscription_snapshots WHERE snapshot_id = ?",
+        [audit.audit_id],
     )
-    assert stored["not_modified"].all() and stored["body"].isna().all()
+    # one row, pointing at the first audit's snapshot (which stands for this one too)
+    assert stored[["subscription_id", "same_as"]].values.tolist() == [["*", first.audits[0].audit_id]]
+    assert stored["body"].isna().all()
     assert second.findings == []
 
     # behind our back: someone shortens "all", deletes "one", adds one of their own
