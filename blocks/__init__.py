@@ -1,4 +1,4 @@
-"""Prefect Block types of streamkeeper: one credentials block per vendor.
+"""Prefect Block types of streamkeeper: one credentials block per vendor, and the history store's settings.
 
 Register them all with ``prefect block register -m blocks``; ``streamkeeper connect`` registers the one it
 saves.
@@ -7,6 +7,7 @@ saves.
 from blocks.dma import DMACredentials
 from blocks.equinix import EquinixCredentials
 from blocks.plt import PLTCredentials
+from blocks.store import HistoryStoreSettings
 from blocks.stream import StreamCredentials
 from blocks.thingspace import ThingSpaceCredentials
 
@@ -16,12 +17,14 @@ ALL_BLOCK_TYPES = [
     StreamCredentials,
     ThingSpaceCredentials,
     EquinixCredentials,
+    HistoryStoreSettings,
 ]
 
 __all__ = [
     "ALL_BLOCK_TYPES",
     "DMACredentials",
     "EquinixCredentials",
+    "HistoryStoreSettings",
     "PLTCredentials",
     "StreamCredentials",
     "ThingSpaceCredentials",

@@ -24,6 +24,8 @@ BLOCKS_BY_VENDOR: dict[str, str] = {
     "stream": "blocks.stream:StreamCredentials",
     "thingspace": "blocks.thingspace:ThingSpaceCredentials",
     "equinix": "blocks.equinix:EquinixCredentials",
+    # not a vendor: the history store's settings (`streamkeeper connect store --name prod-store --set ...`)
+    "store": "blocks.store:HistoryStoreSettings",
 }
 
 

@@ -305,7 +305,7 @@ def run_demo(echo: Echo = print) -> None:
     """Run the demo, printing progress and a summary read back from DuckDB."""
     store = HistoryStore()
     landing = streamkeeper_home() / "landing"
-    echo(f"history store: {store.path}")
+    echo(f"history store: {store.location}")
     with Sandbox.start(state_dir=streamkeeper_home() / "sandbox", stream={"auto_authorize": True}) as sandbox:
         for vendor, url in sandbox.urls().items():
             echo(f"sandbox   {vendor:<11} {url}")

@@ -64,7 +64,9 @@ def echo(text: str = "") -> None:
 # -- connect -----------------------------------------------------------------------------------------------
 @app.command()
 def connect(
-    vendor: Annotated[str, typer.Argument(help="dma, plt, stream, thingspace or equinix.")],
+    vendor: Annotated[
+        str, typer.Argument(help="dma, plt, stream, thingspace or equinix (or store: the history store).")
+    ],
     name: Annotated[str, typer.Option("--name", help="Block name to create or update.")] = "",
     settings: Annotated[
         list[str] | None,

@@ -108,7 +108,8 @@ def run_report(name: str, db: Path | str | None = None, params: dict[str, str] |
             )
         values[key] = declared[key].parse(text)
     store = HistoryStore(db)
-    if not store.path.is_file():  # a read never creates a store: the path is probably mistyped
+    if store.settings.kind == "embedded" and not store.path.is_file():
+        # a read never creates a store: the path is probably mistyped (a lake's catalog says for itself)
         raise StoreError(f"no history store at {store.path} (give --db or set $STREAMKEEPER_DB)")
     try:
         with store.reader() as con:

@@ -28,7 +28,10 @@ def ingest(
     ] = None,
     aws_region: Annotated[str | None, typer.Option("--aws-region", help="AWS region.")] = None,
     landing: Annotated[
-        Path | None, typer.Option(help="Landing directory (default $STREAMKEEPER_LANDING or data/landing).")
+        str | None,
+        typer.Option(
+            help="Landing directory or s3://bucket/prefix/ (default $STREAMKEEPER_LANDING or data/landing)."
+        ),
     ] = None,
     no_landing: Annotated[bool, typer.Option("--no-landing", help="Do not load the landing area.")] = False,
     max_events: Annotated[int, typer.Option(help="At most this many events per source.")] = 100_000,

@@ -21,8 +21,10 @@ def receive(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8099,
     landing: Annotated[
-        Path | None,
-        typer.Option(help="Landing directory (default: the config's, $STREAMKEEPER_LANDING, data/landing)."),
+        str | None,
+        typer.Option(
+            help="Landing directory or s3://bucket/prefix/ (default: the config's, $STREAMKEEPER_LANDING, data/landing)."
+        ),
     ] = None,
     certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
     keyfile: Annotated[Path | None, typer.Option(help="Private key of --certfile (PEM).")] = None,
@@ -73,7 +75,8 @@ def receive(
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         typer.echo(f"receiver on {scheme}://{host}:{server.port}: {', '.join(routes)}")
-        typer.echo(f"landing area: {receiver.landing.root.resolve()}")
+        area = receiver.landing  # a directory by its absolute path, an S3 prefix as given
+        typer.echo(f"landing area: {area.location if area.storage else area.root.resolve()}")
         server.run()  # idle connections close after idle_timeout_seconds (30 s): senders keep them between bursts
     finally:
         receiver.close()

@@ -93,7 +93,8 @@ class BatchLoader:
         `identity`) and move `cursors` with them."""
         if not rows and not cursors:
             return 0
-        with self.store.writer() as con:
+        streams = {(r["vendor"], r["stream"]) for r in rows}
+        with self.store.writer(streams=streams, cursors=cursors) as con:  # holds them across hosts
             kept, _ = drop_stored_previous(con, rows)
             inserted = self.store.load_events(frame(kept), cursors=cursors, con=con)
         self.report.loaded += inserted

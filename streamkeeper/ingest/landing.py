@@ -1,21 +1,24 @@
-"""The push receiver's landing area: one JSON file per accepted delivery, loaded into ``events`` then removed.
+"""The push receiver's landing area: one JSON record per accepted delivery, loaded into ``events`` then removed.
 
-Format (docs/CONVENTIONS.md, "Landing area"): ``<landing>/<vendor>/<YYYYMMDD>/<delivery_id>.json``, written
-to a ``.tmp`` name, fsync'ed, renamed, and the directory fsync'ed, before the receiver answers 2xx. The file
-is a JSON object with the events columns (``vendor, stream, event_id, subscription_id, account, event_type,
-occurred_at, received_at, payload``) plus ``delivery_id``. `write_landing_file` writes one so. A record
-with ``kind: "gap"`` is a DMA sequence gap (``EventGap`` fields, ``detected_at``) for ``event_gaps``; any
-other ``kind`` is a record type newer than this loader, left in place.
+Format (docs/CONVENTIONS.md, "Landing area"): ``<landing>/<vendor>/<YYYYMMDD>/<delivery_id>.json`` in a
+directory (written to a ``.tmp`` name, fsync'ed, renamed, and the directory fsync'ed) or as an object under
+``s3://bucket/prefix/`` (a PUT that succeeded), before the receiver answers 2xx
+(`streamkeeper.landing_storage`). The record is a JSON object with the events columns (``vendor, stream,
+event_id, subscription_id, account, event_type, occurred_at, received_at, payload``) plus ``delivery_id``.
+`write_landing_file` writes one so. A record with ``kind: "gap"`` is a DMA sequence gap (``EventGap``
+fields, ``detected_at``) for ``event_gaps``; any other ``kind`` is a record type newer than this loader,
+left in place.
 
-`load_landing` takes the finished files (``*.json``; ``.tmp`` files are still being written) oldest day
-first, loads a batch with `HistoryStore.load_events` (deduplicated by vendor, stream, event_id) and its
-gaps into ``event_gaps`` (once each) in one transaction, and deletes the batch's files only after the
-commit. A crash between the two leaves files that the next run loads again; the store drops them as
-duplicates. A file that cannot be loaded (not a record, or refused by the store) is quarantined: moved to
-``<landing>/_rejected/...`` and recorded in ``rejected_deliveries`` with its reason (counted as
-quarantined), so it never blocks the queue and an operator sees it (``streamkeeper report
-rejected_deliveries``). Directories are left in place (the receiver may be about to write into one), and
-hidden ones (``.receiver/``, the receiver's state) are never read.
+`load_landing` takes the finished records (``*.json``; ``.tmp`` files are still being written) oldest day
+first, each claimed through the store so that loaders on several hosts never take one at the same time,
+loads a batch with `HistoryStore.load_events` (deduplicated by vendor, stream, event_id) and its gaps into
+``event_gaps`` (once each) in one transaction, and deletes the batch's records only after the commit. A
+crash between the two leaves records that the next run loads again; the store drops them as duplicates. A
+record that cannot be loaded (not a record, or refused by the store) is quarantined: recorded in
+``rejected_deliveries`` with its reason (counted as quarantined) and moved to ``<landing>/_rejected/...``,
+so it never blocks the queue and an operator sees it (``streamkeeper report rejected_deliveries``), the
+same in a directory and on S3. Directories are left in place (the receiver may be about to write into
+one), and hidden ones (``.receiver/``, the receiver's state) are never read.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import json
 import os
 import re
 import uuid
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
@@ -38,12 +42,21 @@ from streamkeeper.errors import StoreError
 from streamkeeper.ingest.base import SourceReport, Stopwatch, after_commit
 from streamkeeper.ingest.identity import drop_stored_previous
 from streamkeeper.ingest.normalize import Row, frame, holdable, landing_event, parse_time
+from streamkeeper.landing_storage import (
+    DirectoryStorage,
+    LandingStorage,
+    RecordTooLarge,
+    is_s3,
+    landing_location,
+    open_storage,
+)
 from streamkeeper.store import EventGap, HistoryStore, RejectedDelivery
 from streamkeeper.validation import describe
 
 LANDING_ENV = "STREAMKEEPER_LANDING"
 DEFAULT_LANDING = Path("data/landing")
-REJECTED = "_rejected"
+CLAIM_SLOTS = 64
+"""Records are claimed by slot of their key: loaders on several hosts take disjoint slots (64 locks at most)."""
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -53,7 +66,7 @@ def landing_dir(path: str | Path | None = None) -> Path:
 
 
 def write_landing_file(landing: str | Path, event: Mapping[str, Any], delivery_id: str | None = None) -> Path:
-    """Write one delivery durably: ``.tmp``, fsync, rename to ``<delivery_id>.json``, fsync the directory.
+    """Write one delivery durably (a directory: ``.tmp``, fsync, rename, fsync the directory; S3: a PUT).
 
     Args:
         landing: the landing area's root.
@@ -62,7 +75,8 @@ def write_landing_file(landing: str | Path, event: Mapping[str, Any], delivery_i
         delivery_id: the file's name (letters, digits, ``.``, ``_``, ``-``); a fresh one when None.
 
     Returns:
-        The final path. Writing the same delivery_id again replaces the file (the store dedups anyway).
+        The final path (on S3: the key under the prefix). Writing the same delivery_id again replaces the
+        record (the store dedups anyway).
     """
     record = dict(event)
     delivery_id = delivery_id or str(record.get("delivery_id") or uuid.uuid4().hex)
@@ -82,49 +96,35 @@ def write_landing_file(landing: str | Path, event: Mapping[str, Any], delivery_i
     )
     for name in ("subscription_id", "account", "event_type", "payload"):
         record.setdefault(name, None)
-    directory = Path(landing) / record["vendor"] / received.strftime("%Y%m%d")
-    if not directory.is_dir():
-        directory.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(directory.parent)  # the new day (and vendor) directory entries are durable too
-        _fsync_dir(directory.parent.parent)
-    final = directory / f"{delivery_id}.json"
-    partial = directory / f"{delivery_id}.json.tmp"  # the receiver's name for a file being written
-    data = json.dumps(record, separators=(",", ":"), default=str).encode()
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, final)
-    _fsync_dir(directory)
-    return final
+    key = f"{record['vendor']}/{received.strftime('%Y%m%d')}/{delivery_id}.json"
+    open_storage(landing_location(landing)).put(
+        [(key, json.dumps(record, separators=(",", ":"), default=str).encode())]
+    )
+    return Path(key) if is_s3(landing) else Path(landing) / key
 
 
 def pending_files(landing: str | Path) -> Iterator[Path]:
-    """Finished landing files, oldest day first, per vendor; skips ``.tmp`` and ``_rejected``/hidden dirs."""
-    root = Path(landing)
-    if not root.is_dir():
-        return
-    days: list[tuple[str, str, Path]] = []
-    for vendor_dir in root.iterdir():
-        if not vendor_dir.is_dir() or vendor_dir.name.startswith((".", "_")):
-            continue
-        for day_dir in vendor_dir.iterdir():
-            if day_dir.is_dir() and not day_dir.name.startswith((".", "_")):
-                days.append((day_dir.name, vendor_dir.name, day_dir))
-    for _, _, day_dir in sorted(days):
-        for entry in sorted(os.scandir(day_dir), key=lambda e: e.name):
-            if entry.name.endswith(".json") and not entry.name.startswith(".") and entry.is_file():
-                yield Path(entry.path)
+    """Finished landing files of a directory, oldest day first, per vendor; skips ``.tmp`` and ``_rejected``."""
+    for key in DirectoryStorage(landing).pending():
+        yield Path(landing) / key
 
 
-MAX_FILE_BYTES = 256 * 1024 * 1024  # ours: far above the receiver's largest body (64 MiB)
+MAX_RECORD_BYTES = 256 * 1024 * 1024  # ours: far above the receiver's largest body (64 MiB)
 _NEWER_KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_ABOUT = ("vendor", "route", "delivery_id", "received_at", "detected_at")
+"""What a record says of itself that its ``rejected_deliveries`` row keeps."""
 
 
 class Poison(ValueError):
-    """A landing file that cannot be loaded, and why (it is quarantined, the others load)."""
+    """A landing record that cannot be loaded, and why (it is quarantined, the others load).
+
+    Attributes:
+        about: what the record says of itself (`_ABOUT`), when it could be read as a JSON object.
+    """
+
+    def __init__(self, reason: str, about: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.about = dict(about or {})
 
 
 def load_landing(
@@ -135,75 +135,91 @@ def load_landing(
     batch_size: int = 10_000,
     max_seconds: float | None = None,
 ) -> SourceReport:
-    """Load finished landing files in batches; each batch's files are deleted after its commit.
+    """Load finished landing records in batches; each batch's records are deleted after its commit.
 
     Event records go to ``events`` (`HistoryStore.load_events`), gap records (``kind: "gap"``) to
     ``event_gaps``, both in one transaction per batch. A record of another ``kind`` (a newer type, a plain
-    name) is left in place. A file that cannot be loaded is **quarantined**: moved to ``_rejected/`` with a
-    ``.reason`` file beside it and recorded in ``rejected_deliveries`` (vendor, route, received_at, reason,
-    landing path), in the transaction of its batch; every other file of the batch loads. That covers a file
-    that is not a record (not JSON, not an object, a column missing or of the wrong type, a gap count beyond
-    a BIGINT) and one the store refuses when the batch is inserted: then the batch is split in halves and
-    each loaded on its own, down to the one file that fails (its reason is the store's own error, never the
-    aborted transaction's). An error that is not a file's (the disk, the lock) ends the load with nothing
-    quarantined; the files stay for the next run.
+    name) is left in place. A record that cannot be loaded is **quarantined**: recorded in
+    ``rejected_deliveries`` (vendor, route, received_at, reason, landing path) in the transaction of its
+    batch, then moved to ``_rejected/`` with a ``.reason`` beside it; every other record of the batch loads.
+    That covers a record that is not one (not JSON, not an object, a column missing or of the wrong type, a
+    gap count beyond a BIGINT, over `MAX_RECORD_BYTES`) and one the store refuses when the batch is
+    inserted: then the batch is split in halves and each loaded on its own, down to the one record that
+    fails (its reason is the store's own error, never the aborted transaction's). An error that is not a
+    record's (the disk, S3, the lock) ends the load with nothing quarantined; the records stay for the next
+    run.
+
+    `landing` is a directory or ``s3://bucket/prefix/`` (default ``$STREAMKEEPER_LANDING``). Records are
+    claimed through the store (`HistoryStore.claims`, by slot of their key): loaders on several hosts never
+    load one at the same time.
     """
-    root = landing_dir(landing)
+    storage = open_storage(landing_location(landing))
     report = SourceReport(source="landing")
     watch = Stopwatch(max_seconds)
     batch = _Batch()
-    for path in pending_files(root):
-        if report.received >= max_events or watch.expired:
-            break
-        try:
-            item = _read(path)
-        except FileNotFoundError:
-            continue  # another loader took it
-        except Poison as poison:
-            batch.poison.append(_quarantine_row(root, path, str(poison)))
-        else:
-            if item is None:
-                continue  # a newer record type: not ours to load or delete
-            batch.items.append(item)
-        report.received += 1
-        if batch.size >= batch_size:
-            _commit(store, report, root, batch)
-            batch = _Batch()
-    if batch.size:
-        _commit(store, report, root, batch)
+    with store.claims() as claims:
+        for key in storage.pending():
+            if report.received >= max_events or watch.expired:
+                break
+            if not claims.take(f"landing/{zlib.crc32(key.encode()) % CLAIM_SLOTS}"):
+                continue  # another loader holds this record's slot
+            try:
+                item = _read(storage, key)
+            except FileNotFoundError:
+                continue  # another loader took it
+            except Poison as poison:
+                batch.poison.append(_quarantine_row(storage, key, str(poison), poison.about))
+            else:
+                if item is None:
+                    continue  # a newer record type: not ours to load or delete
+                batch.items.append(item)
+            report.received += 1
+            if batch.size >= batch_size:
+                _commit(store, storage, report, batch)
+                batch = _Batch()
+        if batch.size:
+            _commit(store, storage, report, batch)
     report.seconds = watch.elapsed
     return report
 
 
 @dataclass
 class _Item:
-    """A readable landing file: its path and what it holds (an events row or a gap)."""
+    """A readable landing record: its key, what it holds (an events row or a gap), what it says of itself."""
 
-    path: Path
+    key: str
     record: Row | EventGap
+    about: dict[str, Any]
 
 
 @dataclass
 class _Batch:
     items: list[_Item] = field(default_factory=list)
-    poison: list[RejectedDelivery] = field(default_factory=list)
+    poison: list[_Poisoned] = field(default_factory=list)
 
     @property
     def size(self) -> int:
         return len(self.items) + len(self.poison)
 
+    def streams(self) -> set[tuple[str, str]]:
+        """The (vendor, stream) pairs its events and gaps write: what its writer holds across hosts."""
+        return {
+            (r.vendor, r.stream) if isinstance(r, EventGap) else (r["vendor"], r["stream"])
+            for r in (item.record for item in self.items)
+        }
 
-def _read(path: Path) -> _Item | None:
-    """The record of a landing file; None for a newer record type; `Poison` for what cannot be loaded."""
+
+def _read(storage: LandingStorage, key: str) -> _Item | None:
+    """The record under `key`; None for a newer record type; `Poison` for what cannot be loaded;
+    `FileNotFoundError` when it is gone."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise Poison(f"the file is {size} bytes, over {MAX_FILE_BYTES}")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise
+        data = storage.get(key, max_bytes=MAX_RECORD_BYTES)
+    except RecordTooLarge as exc:
+        raise Poison(str(exc)) from None
     except OSError as exc:  # e.g. no permission: it would fail every run, so it goes aside
-        raise Poison(f"cannot read the file: {exc.strerror}") from None
+        raise Poison(f"cannot read the file: {exc.strerror or exc}") from None
+    if data is None:
+        raise FileNotFoundError(key)
     try:
         record = json.loads(data)
     except RecursionError:
@@ -212,19 +228,20 @@ def _read(path: Path) -> _Item | None:
         raise Poison(f"not JSON: {exc}") from None
     if not isinstance(record, dict):
         raise Poison("not a landing record: not a JSON object")
+    about = {name: record.get(name) for name in _ABOUT}
     kind = record.get("kind") or "event"
     try:
         if kind == "event":
-            return _Item(path, landing_event(record))
+            return _Item(key, landing_event(record), about)
         if kind == "gap":
-            return _Item(path, _gap(record))
+            return _Item(key, _gap(record), about)
     except ValidationError as exc:
-        raise Poison(f"{kind} record: {describe(exc)}") from None
+        raise Poison(f"{kind} record: {describe(exc)}", about) from None
     except ValueError as exc:
-        raise Poison(f"{kind} record: {exc}") from None
+        raise Poison(f"{kind} record: {exc}", about) from None
     if isinstance(kind, str) and _NEWER_KIND.match(kind):
         return None
-    raise Poison(f"not a landing record: kind {kind!r} is not a record type")
+    raise Poison(f"not a landing record: kind {kind!r} is not a record type", about)
 
 
 def _gap(record: Mapping[str, Any]) -> EventGap:
@@ -238,30 +255,36 @@ def _gap(record: Mapping[str, Any]) -> EventGap:
         value = values.get(name)
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
             raise ValueError(f"{name} {value} is beyond a BIGINT")
+    for name in ("vendor", "stream", "subscription_id", "detail"):
+        value = values.get(name)
+        # duckdb 1.5 does not refuse such a VARCHAR: it fails an internal assertion and invalidates the
+        # whole database instance (and DuckLake's aborts the process when closed), so it never gets there
+        if isinstance(value, str) and holdable(value) != value:
+            raise ValueError(f"{name} is not UTF-8 text (an unpaired surrogate)")
     return EventGap.model_validate(values)
 
 
-def _commit(store: HistoryStore, report: SourceReport, root: Path, batch: _Batch) -> None:
-    """Load a batch in one transaction; then (committed) delete its files and move its poison aside.
+def _commit(store: HistoryStore, storage: LandingStorage, report: SourceReport, batch: _Batch) -> None:
+    """Load a batch in one transaction; then (committed) delete its records and move its poison aside.
 
-    When the store refuses the batch for its data, each half is committed on its own, down to the files
+    When the store refuses the batch for its data, each half is committed on its own, down to the records
     that fail, which are quarantined with the store's error.
     """
     try:
-        with store.writer() as con:
+        with store.writer(streams=batch.streams()) as con:  # on a shared store: alone with these streams
             loaded, duplicates, gaps = _insert(store, con, batch.items)
-            store.record_rejected(batch.poison, con=con)
+            store.record_rejected([poisoned.row for poisoned in batch.poison], con=con)
     except Exception as exc:
         if not _data_error(exc) or not batch.items:
             raise
         if len(batch.items) == 1:
             item = batch.items[0]
-            poison = [*batch.poison, _quarantine_row(root, item.path, f"refused by the store: {_cause(exc)}")]
-            _commit(store, report, root, _Batch(poison=poison))
+            refused = _quarantine_row(storage, item.key, f"refused by the store: {_cause(exc)}", item.about)
+            _commit(store, storage, report, _Batch(poison=[*batch.poison, refused]))
             return
         half = len(batch.items) // 2
-        _commit(store, report, root, _Batch(items=batch.items[:half], poison=batch.poison))
-        _commit(store, report, root, _Batch(items=batch.items[half:]))
+        _commit(store, storage, report, _Batch(items=batch.items[:half], poison=batch.poison))
+        _commit(store, storage, report, _Batch(items=batch.items[half:]))
         return
     report.loaded += loaded
     report.duplicates += duplicates
@@ -269,10 +292,9 @@ def _commit(store: HistoryStore, report: SourceReport, root: Path, batch: _Batch
     report.quarantined += len(batch.poison)
     report.batches += 1
     after_commit(report.source)
-    for item in batch.items:
-        item.path.unlink(missing_ok=True)
-    for rejected in batch.poison:
-        _move_aside(root, rejected)
+    storage.delete([item.key for item in batch.items])
+    for poisoned in batch.poison:
+        storage.reject(poisoned.key, poisoned.row.reason)
 
 
 def _insert(store: HistoryStore, con: Any, items: list[_Item]) -> tuple[int, int, int]:
@@ -285,7 +307,7 @@ def _insert(store: HistoryStore, con: Any, items: list[_Item]) -> tuple[int, int
 
 
 def _data_error(exc: BaseException | None) -> bool:
-    """Whether the store refused a batch for what it holds (a file's fault), not for the disk or the lock."""
+    """Whether the store refused a batch for what it holds (a record's fault), not for the disk or the lock."""
     if isinstance(exc, StoreError):
         return False
     if isinstance(exc, duckdb.TransactionException):  # "current transaction is aborted": look at why
@@ -308,48 +330,38 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
-def _quarantine_row(root: Path, path: Path, reason: str) -> RejectedDelivery:
-    """The ``rejected_deliveries`` row of a file moved aside: what its record says of itself, if anything."""
-    record: dict[str, Any] = {}
-    try:
-        parsed = json.loads(path.read_bytes()) if path.stat().st_size <= MAX_FILE_BYTES else None
-        record = parsed if isinstance(parsed, dict) else {}
-    except (OSError, ValueError, RecursionError):
-        pass
-    relative = path.relative_to(root)
+@dataclass(frozen=True)
+class _Poisoned:
+    """A record to move aside (its key) and its ``rejected_deliveries`` row."""
+
+    key: str
+    row: RejectedDelivery
+
+
+def _quarantine_row(storage: LandingStorage, key: str, reason: str, about: Mapping[str, Any]) -> _Poisoned:
+    """The ``rejected_deliveries`` row of a record moved aside: what it says of itself, if anything."""
 
     def text(name: str) -> str | None:
-        value = record.get(name)
+        value = about.get(name)
         return holdable(value) if isinstance(value, str) else None
 
-    received = parse_time(record.get("received_at") or record.get("detected_at"))
-    return RejectedDelivery(
-        vendor=text("vendor") or relative.parts[0],
+    received = parse_time(about.get("received_at") or about.get("detected_at"))
+    row = RejectedDelivery(
+        vendor=text("vendor") or key.split("/", 1)[0],
         route=text("route"),
-        delivery_id=text("delivery_id") or path.stem,
+        delivery_id=text("delivery_id") or PurePosixPath(key).stem,
         received_at=received,
         reason=_printable(reason),
-        landing_path=str(root / REJECTED / relative),
+        landing_path=storage.rejected_path(key),
     )
+    return _Poisoned(key, row)
 
 
 def _printable(reason: str) -> str:
-    """A reason as one printable line of at most 500 characters (it may quote a file's bytes)."""
+    """A reason as one printable line of at most 500 characters (it may quote a record's bytes)."""
     line = " ".join(reason.split())
     line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
     return holdable(line if len(line) <= 500 else line[:497] + "...")
-
-
-def _move_aside(root: Path, rejected: RejectedDelivery) -> None:
-    """Move a quarantined file under ``_rejected/`` (same vendor/day layout) with its reason beside it."""
-    target = Path(rejected.landing_path)
-    source = root / target.relative_to(root / REJECTED)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(source, target)
-    except FileNotFoundError:
-        return  # moved already (a rerun after a crash between the commit and the move)
-    target.with_name(target.name + ".reason").write_text(rejected.reason + "\n")
 
 
 def _insert_gaps(con: Any, gaps: list[EventGap]) -> int:
@@ -381,17 +393,10 @@ def _insert_gaps(con: Any, gaps: list[EventGap]) -> int:
     return int(after) - int(before)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 __all__ = [
     "DEFAULT_LANDING",
     "LANDING_ENV",
+    "MAX_RECORD_BYTES",
     "landing_dir",
     "load_landing",
     "pending_files",

@@ -16,9 +16,10 @@ signature; 413 body over ``max_body_bytes`` (at once when Content-Length says so
 streamed body passes the limit); 408 a body that stalls for ``body_timeout_seconds``; 400 malformed JSON
 (strict: no NaN or Infinity, no number beyond a double, no unpaired UTF-16 surrogate), a body that is not
 the vendor's shape, or a value the history store could not hold (every record is validated by the landing
-models before it is written); 404 unknown name. Nothing lands for a 4xx. Credentials are compared in
-constant time, never logged or stored; headers are never stored; untrusted values (route names, ids) are
-logged escaped, never raw. Connection limits (slow headers, idle connections, the connection cap with its
+models before it is written); 404 unknown name; 503 with ``Retry-After`` when the landing area (its disk,
+its S3 bucket) refuses the write. Nothing lands for a 4xx, and nothing is acknowledged with a 503.
+Credentials are compared in constant time, never logged or stored; headers are never stored; untrusted
+values (route names, ids) are logged escaped, never raw. Connection limits (slow headers, idle connections, the connection cap with its
 503) are the server's: `streamkeeper.receiver.server`.
 """
 
@@ -48,6 +49,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from streamkeeper.errors import StreamkeeperError
 from streamkeeper.receiver.config import ReceiverConfig
 from streamkeeper.receiver.landing import (
     BIGINT_MAX,
@@ -201,7 +203,7 @@ def check_bearer(header: str | None, token: SecretStr) -> bool:
 class Receiver:
     """The receiver's state: config, landing area, DMA sequence states, counters."""
 
-    def __init__(self, config: ReceiverConfig, landing: Path | None = None, lock: bool = True) -> None:
+    def __init__(self, config: ReceiverConfig, landing: Path | str | None = None, lock: bool = True) -> None:
         self.config = config
         self.landing = LandingArea(landing_dir(landing or config.landing), lock=lock)
         self.sequences = SequenceStates(self.landing)
@@ -281,9 +283,19 @@ class Receiver:
         return b"".join(chunks)
 
     async def land(self, records: Sequence[EventRecord | GapRecord]) -> None:
-        """Write a delivery's records durably (all validated already: they are landing models)."""
+        """Write a delivery's records durably (all validated already: they are landing models); a 503 with
+        ``Retry-After`` when the landing area (disk, S3) refuses them: nothing was acknowledged."""
         rows = [record.model_dump(mode="json", exclude_none=False) for record in records]
-        await anyio.to_thread.run_sync(self.landing.write, rows)
+        try:
+            await anyio.to_thread.run_sync(self.landing.write, rows)
+        except (OSError, StreamkeeperError) as exc:
+            log.error("landing area %s: %s", self.landing.location, exc)
+            raise Reject(
+                503,
+                "landing_unavailable",
+                "the delivery could not be stored; send it again",
+                {"Retry-After": "5"},
+            ) from None
 
     def _event(
         self,
@@ -539,7 +551,7 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "method_not_allowed", "message": f"{request.method} not allowed"}, 405)
 
 
-def create_app(config: ReceiverConfig, landing: Path | None = None) -> Starlette:
+def create_app(config: ReceiverConfig, landing: Path | str | None = None) -> Starlette:
     """The receiver's ASGI app; ``app.state.receiver`` is its `Receiver` (call ``close()`` when done)."""
     from streamkeeper.receiver.equinix import equinix_push
 

@@ -17,14 +17,15 @@ so a value the loader could not store (a sequence number beyond a BIGINT, a name
 refused with a 400 before anything lands, whatever the route.
 
 The receiver keeps its own state under ``<landing>/.receiver/`` in files not named ``*.json`` (a loader
-globbing ``*/*/*.json`` never sees them).
+globbing ``*/*/*.json`` never sees them). With the landing area on S3 (``s3://bucket/prefix/``) each record
+is a PUT that succeeded before the 2xx (`streamkeeper.landing_storage.S3Storage`), and the receiver's own
+state stays on its host, in ``$STREAMKEEPER_HOME/receiver/<bucket>/<prefix>/.receiver/``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
 import secrets
 import threading
 from collections.abc import Iterable
@@ -34,7 +35,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
+from streamkeeper.environment import streamkeeper_home
 from streamkeeper.errors import ConfigError
+from streamkeeper.landing_storage import S3Storage, fsync_dir, is_s3, landing_location, write_atomic
 
 DEFAULT_LANDING = Path("data/landing")
 STATE_DIR = ".receiver"  # ours: the receiver's own state, beside the vendors' directories
@@ -97,11 +100,10 @@ class GapRecord(_Record):
         return value.isoformat()
 
 
-def landing_dir(explicit: Path | str | None = None) -> Path:
-    """The landing directory: `explicit`, else ``$STREAMKEEPER_LANDING``, else ``data/landing``."""
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("STREAMKEEPER_LANDING") or DEFAULT_LANDING)
+def landing_dir(explicit: Path | str | None = None) -> Path | str:
+    """The landing area: `explicit`, else ``$STREAMKEEPER_LANDING``, else ``data/landing`` (``s3://`` as text)."""
+    location = landing_location(explicit)
+    return location if is_s3(location) else Path(location)
 
 
 def new_delivery_id(at: datetime) -> str:
@@ -109,40 +111,27 @@ def new_delivery_id(at: datetime) -> str:
     return f"{at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(6)}"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a fsync'ed temporary file and a rename (the caller fsyncs the dir)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 class LandingArea:
     """Durable writes of landing records, and the lock that makes one receiver the owner of a directory.
 
     Args:
-        root: the landing directory (created if missing).
+        root: the landing directory (created if missing), or ``s3://bucket/prefix/``.
         lock: take an exclusive lock on ``<root>/.receiver/lock`` (a second receiver on the same directory
             would corrupt the DMA sequence state); released by `close()` or when the process ends.
+        state_root: where the ``.receiver/`` state goes when `root` is on S3 (default
+            ``$STREAMKEEPER_HOME/receiver/<bucket>/<prefix>``).
     """
 
-    def __init__(self, root: Path, lock: bool = True) -> None:
-        self.root = root
-        self.state_dir = root / STATE_DIR
+    def __init__(self, root: Path | str, lock: bool = True, state_root: Path | None = None) -> None:
+        self.location = str(root)
+        self.storage = S3Storage(self.location) if is_s3(root) else None
+        if self.storage is None:
+            self.root = Path(root)
+        else:  # the state of this host's receiver for that bucket and prefix
+            self.root = (
+                state_root or streamkeeper_home() / "receiver" / self.storage.bucket / self.storage.prefix
+            )
+        self.state_dir = self.root / STATE_DIR
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
         self._lock_file: Any = None
@@ -185,19 +174,27 @@ class LandingArea:
                 fsync_dir(new.parent)
             self._known_dirs.add(path)
 
-    def path_for(self, record: dict[str, Any]) -> Path:
+    def key_for(self, record: dict[str, Any]) -> str:
+        """``<vendor>/<YYYYMMDD>/<delivery_id>.json``."""
         stamp = str(record.get("received_at") or record["detected_at"])
         day = datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y%m%d")
-        return self.root / record["vendor"] / day / f"{record['delivery_id']}.json"
+        return f"{record['vendor']}/{day}/{record['delivery_id']}.json"
+
+    def path_for(self, record: dict[str, Any]) -> Path:
+        return self.root / self.key_for(record)
 
     def write(self, records: Iterable[dict[str, Any]]) -> list[Path]:
-        """Write records durably (blocking: call it from a worker thread). Returns their paths."""
+        """Write records durably (blocking: call it from a worker thread). Returns their paths (S3: keys)."""
+        if self.storage is not None:
+            items = [(self.key_for(r), _encode(r)) for r in records]
+            self.storage.put(items)
+            return [Path(key) for key, _ in items]
         paths: list[Path] = []
         dirs: set[Path] = set()
         for record in records:
             path = self.path_for(record)
             self.ensure_dir(path.parent)
-            data = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+            data = _encode(record)
             try:
                 write_atomic(path, data)
             except FileNotFoundError:  # the directory was removed since (a cleanup): make it again
@@ -209,6 +206,10 @@ class LandingArea:
         for directory in dirs:
             fsync_dir(directory)
         return paths
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def read_records(root: Path) -> list[dict[str, Any]]:

@@ -45,22 +45,26 @@ class Sandbox:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def start(cls, base_port: int = 0, state_dir: Path | None = None, **options: Any) -> Sandbox:
+    def start(
+        cls, base_port: int = 0, state_dir: Path | None = None, host: str = "127.0.0.1", **options: Any
+    ) -> Sandbox:
         """Start all emulators; ports are consecutive from `base_port`, or free ones when it is 0.
 
         Args:
+            host: the address to listen on (another than loopback: test hosts in network namespaces).
             options: per-vendor constructor keyword arguments, e.g. ``dma={"validate_consumer_url": False}``.
         """
         import tempfile
 
         state = state_dir or Path(tempfile.mkdtemp(prefix="streamkeeper-sandbox-"))
-        sandbox = cls(tls=dma_certificate(state / "tls"))
+        extra = () if host in ("127.0.0.1", "localhost") else (host,)
+        sandbox = cls(tls=dma_certificate(state / "tls", addresses=extra))
         try:
             for offset, vendor in enumerate(ORDER):
                 app = _build(vendor, sandbox.apps, options.get(vendor, {}))
                 port = base_port + offset if base_port else 0
                 tls = sandbox.tls if vendor == "dma" else None
-                sandbox.servers[vendor] = SandboxServer(app, port=port, tls=tls).start()
+                sandbox.servers[vendor] = SandboxServer(app, host=host, port=port, tls=tls).start()
                 sandbox.apps[vendor] = app
         except BaseException:
             sandbox.stop()
@@ -133,18 +137,21 @@ class Sandbox:
         self.stop()
 
 
-def dma_certificate(directory: Path) -> TLSFiles:
-    """The DMA emulator's certificate in `directory`: the one kept there while it is valid for another
-    `CERT_KEPT_WHILE_VALID_FOR`, else a new one."""
+def dma_certificate(directory: Path, addresses: tuple[str, ...] = ()) -> TLSFiles:
+    """The DMA emulator's certificate in `directory` (for loopback and `addresses`): the one kept there
+    while it is valid for another `CERT_KEPT_WHILE_VALID_FOR` and names every address, else a new one."""
     certfile, keyfile = directory / f"{DMA_CERT_NAME}.crt", directory / f"{DMA_CERT_NAME}.key"
     try:
         pem = certfile.read_text()
-        expires = x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
-        if keyfile.is_file() and expires - dt.datetime.now(dt.UTC) > CERT_KEPT_WHILE_VALID_FOR:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        covered = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+        fresh = cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > CERT_KEPT_WHILE_VALID_FOR
+        if keyfile.is_file() and fresh and covered.issuperset(addresses):
             return TLSFiles(certfile=certfile, keyfile=keyfile, cert_pem=pem)
-    except (OSError, ValueError):
-        pass  # none yet, or unreadable: make one
-    return self_signed(directory, common_name=DMA_CERT_NAME)
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        pass  # none yet, unreadable, or not for these addresses: make one
+    return self_signed(directory, common_name=DMA_CERT_NAME, addresses=addresses)
 
 
 def _build(vendor: str, started: dict[str, VendorSandbox], options: dict[str, Any]) -> VendorSandbox:

@@ -22,8 +22,10 @@ class TLSFiles:
     cert_pem: str
 
 
-def self_signed(directory: Path, common_name: str = "streamkeeper-sandbox") -> TLSFiles:
-    """Write a new self-signed certificate for ``localhost`` and ``127.0.0.1`` into `directory`."""
+def self_signed(
+    directory: Path, common_name: str = "streamkeeper-sandbox", addresses: tuple[str, ...] = ()
+) -> TLSFiles:
+    """Write a new self-signed certificate for ``localhost``, ``127.0.0.1`` and `addresses` into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -38,7 +40,10 @@ def self_signed(directory: Path, common_name: str = "streamkeeper-sandbox") -> T
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", *addresses)),
+                ]
             ),
             critical=False,
         )

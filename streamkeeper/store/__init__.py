@@ -1,6 +1,6 @@
-"""The DuckDB history store: schema and migrations, the single writer, views, reports."""
+"""The history store: schema and migrations, two backends (an embedded DuckDB file; DuckLake), views, reports."""
 
-from streamkeeper.store.history import HistoryStore, default_path
+from streamkeeper.store.history import HistoryStore, StoreConflict, default_path
 from streamkeeper.store.records import (
     EventGap,
     OnboardingStep,
@@ -9,6 +9,7 @@ from streamkeeper.store.records import (
     SubscriptionVersion,
     TokenEvent,
 )
+from streamkeeper.store.settings import StoreSettings
 
 __all__ = [
     "EventGap",
@@ -16,6 +17,8 @@ __all__ = [
     "OnboardingStep",
     "RejectedDelivery",
     "Snapshot",
+    "StoreConflict",
+    "StoreSettings",
     "SubscriptionVersion",
     "TokenEvent",
     "default_path",

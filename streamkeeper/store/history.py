@@ -1,30 +1,39 @@
-"""`HistoryStore`: the one way into the DuckDB history file.
+"""`HistoryStore`: the one way into the history, whichever backend holds it.
+
+The backend is the embedded DuckDB file (default, `embedded`) or DuckLake (`lake`), chosen by
+`StoreSettings` (``STREAMKEEPER_STORE``, see `settings`); both have the same tables, migrations, views and
+reports, and this class behaves the same on both.
 
 Writes are batches (DataFrames registered with DuckDB, then ``INSERT ... SELECT``), each in one
-transaction, under an exclusive inter-process lock (see `lock`), on a connection opened for the batch and
-closed after it: so overlapping flow runs in separate processes take turns instead of failing, and a
-reader can open the file between two batches. Reads take the shared lock and return DataFrames, fully
-fetched before the connection closes (DuckDB 2.0 empties a result still being read when the same
-connection runs another query).
+transaction on a connection opened for the batch and closed after it. Writers that could step on each
+other are serialised by the backend: on the embedded file every writer takes the file lock for its batch;
+on the lake, a writer holds the locks of what it writes by key (the streams of an events batch, the
+cursors it moves, the cache entries it replaces) and DuckLake's snapshots keep the rest apart. A batch whose
+commit loses a race to another writer's (DuckLake's conflict detection) runs again on a fresh snapshot.
+Reads return DataFrames, fully fetched before the connection closes.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import random
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
 from pydantic import BaseModel
 
 from streamkeeper.errors import StoreError
-from streamkeeper.store.lock import FileLock
+from streamkeeper.store.backend import SCHEMA_LOCK, Backend, Claims
+from streamkeeper.store.embedded import EmbeddedBackend
+from streamkeeper.store.lake import LakeBackend
 from streamkeeper.store.records import (
     EVENT_COLUMNS,
     EventGap,
@@ -36,112 +45,195 @@ from streamkeeper.store.records import (
     utcnow,
 )
 from streamkeeper.store.schema import LATEST_VERSION, MIGRATIONS
+from streamkeeper.store.settings import DEFAULT_PATH, StoreSettings
 from streamkeeper.vendors.http.calls import ApiCall
 
-DEFAULT_PATH = Path("data/streamkeeper.duckdb")
+__all__ = ["DEFAULT_PATH", "HistoryStore", "StoreConflict", "default_path", "open_backend"]
+
+T = TypeVar("T")
+
+LOCK_SLOTS = 256
+"""Keys (streams, cursors, cache entries) share this many locks per kind: a batch holds at most 256 each."""
+WRITE_ATTEMPTS = 8
+"""How often a batch runs when its commits keep losing races (DuckLake conflicts) before `StoreConflict`."""
 
 
 def default_path() -> Path:
-    """``$STREAMKEEPER_DB``, or ``data/streamkeeper.duckdb``."""
-    return Path(os.environ.get("STREAMKEEPER_DB") or DEFAULT_PATH)
+    """``$STREAMKEEPER_STORE`` or ``$STREAMKEEPER_DB`` as a path, or ``data/streamkeeper.duckdb``."""
+    return StoreSettings.from_env().path
 
 
-_migrated: set[Path] = set()
+def open_backend(settings: StoreSettings, lock_timeout: float = 300.0) -> Backend:
+    """The backend `settings` name."""
+    if settings.kind == "lake":
+        return LakeBackend(settings, lock_timeout)
+    return EmbeddedBackend(settings, lock_timeout)
+
+
+class StoreConflict(StoreError):
+    """A commit lost a race with another writer's commit (DuckLake); running the batch again may succeed."""
+
+
+def slot_locks(kind: str, keys: Iterable[str]) -> set[str]:
+    """The lock names of `keys` of one kind (``events``, ``cursor``, ``cache``): ``<kind>/<slot>``."""
+    return {f"{kind}/{zlib.crc32(key.encode()) % LOCK_SLOTS}" for key in keys}
+
+
+def stream_locks(streams: pd.DataFrame | Iterable[tuple[str, str]] | None) -> set[str]:
+    """The locks of the (vendor, stream) pairs a batch writes events or gaps for."""
+    if streams is None:
+        return set()
+    if isinstance(streams, pd.DataFrame):
+        if streams.empty:
+            return set()
+        pairs: Iterable[tuple[str, str]] = (
+            streams[["vendor", "stream"]].drop_duplicates().itertuples(index=False, name=None)
+        )
+    else:
+        pairs = streams
+    return slot_locks("events", (f"{vendor}\x00{stream}" for vendor, stream in pairs))
+
+
+_migrated: set[str] = set()
 _migrated_lock = threading.Lock()
 
 
 class HistoryStore:
-    """The history store in one DuckDB file.
+    """The history store: an embedded DuckDB file or a DuckLake lakehouse.
 
     Args:
-        path: the DuckDB file (created with its directory when missing).
+        path: the store: a DuckDB file path (created with its directory when missing), a DuckLake attach
+            string (``ducklake:postgres:...``), or `StoreSettings`; None: ``$STREAMKEEPER_STORE``, else
+            ``$STREAMKEEPER_DB``, else ``data/streamkeeper.duckdb``.
         lock_timeout: seconds a writer or reader waits for its turn before `StoreError`.
         flow_run_id: stamped on every row written (the Prefect flow run, when there is one).
     """
 
     def __init__(
-        self, path: Path | str | None = None, lock_timeout: float = 300.0, flow_run_id: str | None = None
+        self,
+        path: Path | str | StoreSettings | None = None,
+        lock_timeout: float = 300.0,
+        flow_run_id: str | None = None,
     ):
-        self.path = Path(path) if path is not None else default_path()
+        self.settings = path if isinstance(path, StoreSettings) else StoreSettings.from_env(path)
+        self.backend = open_backend(self.settings, lock_timeout)
         self.flow_run_id = flow_run_id
-        self._lock = FileLock(self.path.with_name(self.path.name + ".lock"), timeout=lock_timeout)
+        self._held: dict[int, Collection[str] | None] = {}
+
+    @property
+    def path(self) -> Path:
+        """The embedded backend's DuckDB file (a DuckLake store has none: see `location`)."""
+        if self.settings.kind != "embedded":
+            raise StoreError(f"the history store {self.location} is a DuckLake lakehouse, not a file")
+        return self.settings.path
+
+    @property
+    def location(self) -> str:
+        """The store for messages: its file, or its catalog (never a password) and data path."""
+        return self.backend.describe()
 
     # -- connections ---------------------------------------------------------------------------------------
     @contextmanager
-    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection inside one transaction, under the exclusive lock."""
-        with self._lock.hold(exclusive=True):
-            con = self._open(read_only=False)
+    def writer(
+        self,
+        streams: pd.DataFrame | Iterable[tuple[str, str]] | None = None,
+        cursors: Iterable[str] | None = None,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection inside one transaction, serialised with the writers it could race.
+
+        Args:
+            streams: the events (a frame with ``vendor`` and ``stream``) or (vendor, stream) pairs this
+                transaction loads with ``load_events(..., con=...)`` or dedups gaps of: the writer holds
+                their locks across all hosts (the embedded file's lock already serialises every writer).
+            cursors: the cursors this transaction moves (``load_events(..., cursors=..., con=...)``).
+        """
+        yield from self._writer(stream_locks(streams) | slot_locks("cursor", cursors or ()))
+
+    def _writer(self, locks: Collection[str]) -> Iterator[duckdb.DuckDBPyConnection]:
+        self._ensure_schema()
+        with self.backend.connect(write=True, locks=locks) as con:
+            self._held[id(con)] = None if self.backend.holds_all_locks() else frozenset(locks)
             try:
-                self._migrate(con)
                 _run(con, "BEGIN TRANSACTION")
                 try:
                     yield con
                 except BaseException:
-                    _run(con, "ROLLBACK")
+                    _rollback(con)
                     raise
-                _run(con, "COMMIT")
+                try:
+                    _run(con, "COMMIT")
+                except duckdb.Error as exc:
+                    _rollback(con)
+                    if self.backend.is_conflict(exc):
+                        raise StoreConflict(
+                            f"the history store {self.location}: this batch conflicted with another writer's "
+                            f"commit; run it again"
+                        ) from None
+                    raise
             finally:
-                con.close()
+                self._held.pop(id(con), None)
+
+    def _write(self, action: Callable[[duckdb.DuckDBPyConnection], T], locks: Collection[str] = ()) -> T:
+        """Run `action` in a writer holding `locks`; run it again on a fresh snapshot when it loses a race."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with contextmanager(self._writer)(locks) as con:
+                    result = action(con)
+                return result
+            except StoreConflict:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.0, 0.05 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def claims(self) -> AbstractContextManager[Claims]:
+        """Names to hold alone across all hosts until the block ends: ``claims.take(name)`` is True for the
+        one process that got it (a loader claiming landing records). On the embedded file, always True."""
+        return self.backend.claims()
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection under the shared lock (several readers at once; writers wait)."""
-        if not self.path.exists() or self.path.resolve() not in _migrated:
-            with self.writer():
-                pass
-        with self._lock.hold(exclusive=False):
-            con = self._open(read_only=True)
-            try:
-                yield con
-            finally:
-                con.close()
+        """A read-only connection (embedded: under the shared lock, several readers at once, writers wait)."""
+        self._ensure_schema()
+        with self.backend.connect(write=False) as con:
+            yield con
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise StoreError(
-                    f"the history store {self.path} is open in another program that does not take "
-                    f"streamkeeper's lock (close it, e.g. a duckdb shell, and retry)"
-                ) from None
-            raise StoreError(f"cannot open the history store {self.path}: {exc}") from None
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open the history store {self.path}: {exc}") from None
-        _run(con, "SET TimeZone = 'UTC'")
-        return con
+    def _ensure_schema(self) -> None:
+        key = self.backend.identity
+        with _migrated_lock:
+            if key in _migrated and self.backend.exists():
+                return
+        with self.backend.connect(write=True, locks=[SCHEMA_LOCK]) as con:
+            self._migrate(con)
+        with _migrated_lock:
+            _migrated.add(key)
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        key = self.path.resolve()
-        with _migrated_lock:
-            if key in _migrated:
-                return
+        ddl = self.backend.ddl
         _run(
             con,
-            "CREATE TABLE IF NOT EXISTS schema_migrations "
-            "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)",
+            ddl(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
+            ),
         )
         current = int(_run(con, "SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0])
         if current > LATEST_VERSION:
             raise StoreError(
-                f"the history store {self.path} has schema version {current}, newer than this "
+                f"the history store {self.location} has schema version {current}, newer than this "
                 f"streamkeeper knows ({LATEST_VERSION}): upgrade streamkeeper"
             )
         for migration in MIGRATIONS:
             if migration.version <= current:
                 continue
             _run(con, "BEGIN TRANSACTION")
-            _run(con, migration.sql)
+            _run(con, ddl(migration.sql))
             _run(
                 con,
                 "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                 [migration.version, migration.name, utcnow()],
             )
             _run(con, "COMMIT")
-        with _migrated_lock:
-            _migrated.add(key)
 
     # -- reads ---------------------------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -168,6 +260,11 @@ class HistoryStore:
         finally:
             con.unregister("batch")
 
+    def _append_rows(self, table: str, frame: pd.DataFrame) -> int:
+        """Append a batch to `table` in its own transaction (appends need no lock)."""
+        self._write(lambda con: self._append(con, table, frame))
+        return len(frame)
+
     def record_versions(self, versions: Sequence[SubscriptionVersion]) -> int:
         """Write new subscription versions, closing each subscription's current version. Returns the count."""
         if not versions:
@@ -175,34 +272,37 @@ class HistoryStore:
         frame = self._frame(versions)
         frame["valid_to"] = None
         frame["valid_to"] = frame["valid_to"].astype("datetime64[us, UTC]")
-        with self.writer() as con:
-            con.register("batch", frame)
-            try:
-                _run(
-                    con,
-                    """
-                    UPDATE subscriptions AS s SET valid_to = b.valid_from
-                    FROM (SELECT vendor, account, subscription_id, min(valid_from) AS valid_from
-                          FROM batch GROUP BY ALL) AS b
-                    WHERE s.vendor = b.vendor AND s.account = b.account
-                      AND s.subscription_id = b.subscription_id AND s.valid_to IS NULL
-                    """,
-                )
-                columns = ", ".join(f'"{c}"' for c in frame.columns)
-                # several versions of one subscription in one batch: all but the last are closed at once
-                _run(
-                    con,
-                    f"""
-                    INSERT INTO subscriptions ({columns})
-                    SELECT * REPLACE (
-                        lead(valid_from) OVER (PARTITION BY vendor, account, subscription_id
-                                               ORDER BY valid_from) AS valid_to)
-                    FROM (SELECT {columns} FROM batch)
-                    """,
-                )
-            finally:
-                con.unregister("batch")
+        keys = {f"{v.vendor}\x00{v.account}\x00{v.subscription_id}" for v in versions}
+        self._write(lambda con: self._record_versions(con, frame), locks=slot_locks("subscription", keys))
         return len(frame)
+
+    def _record_versions(self, con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> None:
+        con.register("batch", frame)
+        try:
+            _run(
+                con,
+                """
+                UPDATE subscriptions AS s SET valid_to = b.valid_from
+                FROM (SELECT vendor, account, subscription_id, min(valid_from) AS valid_from
+                      FROM batch GROUP BY ALL) AS b
+                WHERE s.vendor = b.vendor AND s.account = b.account
+                  AND s.subscription_id = b.subscription_id AND s.valid_to IS NULL
+                """,
+            )
+            columns = ", ".join(f'"{c}"' for c in frame.columns)
+            # several versions of one subscription in one batch: all but the last are closed at once
+            _run(
+                con,
+                f"""
+                INSERT INTO subscriptions ({columns})
+                SELECT * REPLACE (
+                    lead(valid_from) OVER (PARTITION BY vendor, account, subscription_id
+                                           ORDER BY valid_from) AS valid_to)
+                FROM (SELECT {columns} FROM batch)
+                """,
+            )
+        finally:
+            con.unregister("batch")
 
     def current_subscriptions(self, vendor: str | None = None, account: str | None = None) -> pd.DataFrame:
         """The current version of every live subscription, optionally of one vendor and account."""
@@ -219,38 +319,27 @@ class HistoryStore:
     def record_snapshots(self, snapshots: Sequence[Snapshot]) -> int:
         if not snapshots:
             return 0
-        with self.writer() as con:
-            self._append(con, "subscription_snapshots", self._frame(snapshots))
-        return len(snapshots)
+        return self._append_rows("subscription_snapshots", self._frame(snapshots))
 
     def record_api_calls(self, calls: Sequence[ApiCall]) -> int:
         if not calls:
             return 0
-        with self.writer() as con:
-            self._append(con, "api_calls", self._frame(calls))
-        return len(calls)
+        return self._append_rows("api_calls", self._frame(calls))
 
     def record_token_events(self, events: Sequence[TokenEvent]) -> int:
         if not events:
             return 0
-        with self.writer() as con:
-            self._append(con, "token_events", self._frame(events))
-        return len(events)
+        return self._append_rows("token_events", self._frame(events))
 
     def record_onboarding_steps(self, steps: Sequence[OnboardingStep]) -> int:
         if not steps:
             return 0
-        with self.writer() as con:
-            self._append(con, "onboarding_steps", self._frame(steps))
-        return len(steps)
+        return self._append_rows("onboarding_steps", self._frame(steps))
 
     def record_gaps(self, gaps: Sequence[EventGap]) -> int:
         if not gaps:
             return 0
-        frame = self._frame(gaps).drop(columns=["flow_run_id"])
-        with self.writer() as con:
-            self._append(con, "event_gaps", frame)
-        return len(gaps)
+        return self._append_rows("event_gaps", self._frame(gaps).drop(columns=["flow_run_id"]))
 
     def record_rejected(
         self, rejected: Sequence[RejectedDelivery], con: duckdb.DuckDBPyConnection | None = None
@@ -290,7 +379,8 @@ class HistoryStore:
         """Insert a batch of events, each delivery once, and move source cursors in the same transaction.
 
         Duplicates within the batch and against what is already stored (same vendor, stream and event_id)
-        are dropped with an anti-join. Returns the number of new rows.
+        are dropped. Returns the number of new rows. With `con` (a `writer`), the rows join that
+        transaction, whose writer must hold the batch's streams (``writer(streams=events)``).
         """
         missing = [c for c in EVENT_COLUMNS if c not in events.columns]
         if missing:
@@ -299,52 +389,78 @@ class HistoryStore:
         frame["payload"] = [p if isinstance(p, str) or p is None else json.dumps(p) for p in frame["payload"]]
         frame["loaded_at"] = utcnow()
         frame["flow_run_id"] = self.flow_run_id
+        locks = stream_locks(frame) | slot_locks("cursor", cursors or {})
         if con is not None:
+            self._check_held(con, locks)
             return self._load_events(con, frame, cursors)
-        with self.writer() as writer:
-            return self._load_events(writer, frame, cursors)
+        return self._write(lambda writer: self._load_events(writer, frame, cursors), locks=locks)
+
+    def _check_held(self, con: duckdb.DuckDBPyConnection, locks: set[str]) -> None:
+        if self.backend.holds_all_locks():
+            return
+        held = self._held.get(id(con), frozenset())
+        if held is not None and not locks <= set(held):
+            raise StoreError(
+                "load_events(con=...) on a writer that does not hold the batch's streams and cursors: open "
+                "it with HistoryStore.writer(streams=events, cursors=cursors)"
+            )
 
     def _load_events(
         self, con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, cursors: dict[str, str] | None
     ) -> int:
-        inserted = 0
-        if len(frame):
-            con.register("batch", frame)
-            try:
-                result = _run(
-                    con,
-                    """
-                    INSERT INTO events BY NAME
-                    SELECT b.* FROM (
-                        SELECT * FROM batch
-                        QUALIFY row_number() OVER (PARTITION BY vendor, stream, event_id ORDER BY received_at) = 1
-                    ) AS b
-                    ANTI JOIN events AS e
-                      ON e.vendor = b.vendor AND e.stream = b.stream AND e.event_id = b.event_id
-                    """,
-                )
-                inserted = int(result[0][0])  # DuckDB answers an INSERT with its row count
-            finally:
-                con.unregister("batch")
+        inserted = self._insert_new_events(con, frame) if len(frame) else 0
         if cursors:
             self._set_cursors(con, cursors)
         return inserted
 
+    def _insert_new_events(self, con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
+        """Insert the rows of `frame` whose (vendor, stream, event_id) is not stored yet; return how many.
+
+        The one place the dedup happens: an anti-join against ``events``, correct because the caller holds
+        the batch's streams (no other writer adds those keys meanwhile). Its cost grows with the table.
+        """
+        con.register("batch", frame)
+        try:
+            result = _run(
+                con,
+                """
+                INSERT INTO events BY NAME
+                SELECT b.* FROM (
+                    SELECT * FROM batch
+                    QUALIFY row_number() OVER (PARTITION BY vendor, stream, event_id ORDER BY received_at) = 1
+                ) AS b
+                ANTI JOIN events AS e
+                  ON e.vendor = b.vendor AND e.stream = b.stream AND e.event_id = b.event_id
+                """,
+            )
+            return int(result[0][0])  # DuckDB answers an INSERT with its row count
+        finally:
+            con.unregister("batch")
+
     # -- small keyed state ---------------------------------------------------------------------------------
     def _set_cursors(self, con: duckdb.DuckDBPyConnection, cursors: dict[str, str]) -> None:
+        """Append one move per cursor, numbered after its last (the writer holds the cursors' locks)."""
         frame = pd.DataFrame({"source": list(cursors), "position": list(cursors.values())})
         frame["updated_at"] = utcnow()
         con.register("cursor_batch", frame)
         try:
-            _run(con, "INSERT OR REPLACE INTO cursors SELECT source, position, updated_at FROM cursor_batch")
+            _run(
+                con,
+                """
+                INSERT INTO cursor_moves (source, position, updated_at, move)
+                SELECT b.source, b.position, b.updated_at, coalesce(m.move, 0) + 1
+                FROM cursor_batch AS b
+                LEFT JOIN (SELECT source, max(move) AS move FROM cursor_moves
+                           WHERE source IN (SELECT source FROM cursor_batch) GROUP BY source) AS m USING (source)
+                """,
+            )
         finally:
             con.unregister("cursor_batch")
 
     def set_cursors(self, cursors: dict[str, str]) -> None:
         """Store source positions (PubNub timetokens, Kinesis sequence numbers, pull offsets)."""
         if cursors:
-            with self.writer() as con:
-                self._set_cursors(con, cursors)
+            self._write(lambda con: self._set_cursors(con, cursors), locks=slot_locks("cursor", cursors))
 
     def cursors(self, prefix: str = "") -> dict[str, str]:
         """Stored source positions whose key starts with `prefix`."""
@@ -363,12 +479,43 @@ class HistoryStore:
         return frame["etag"].iloc[0], json.loads(body) if isinstance(body, str) else body
 
     def cache_put(self, vendor: str, account: str, resource: str, etag: str | None, body: Any) -> None:
-        with self.writer() as con:
-            _run(
-                con,
-                "INSERT OR REPLACE INTO http_cache VALUES (?, ?, ?, ?, ?, ?)",
-                [vendor, account, resource, etag, json.dumps(body, default=str), utcnow()],
-            )
+        frame = pd.DataFrame(
+            [
+                {
+                    "vendor": vendor,
+                    "account": account,
+                    "resource": resource,
+                    "etag": etag,
+                    "body": json.dumps(body, default=str),
+                    "fetched_at": utcnow(),
+                }
+            ]
+        )
+        key = f"{vendor}\x00{account}\x00{resource}"
+        self._write(
+            lambda con: _merge(con, "http_cache", frame, keys=["vendor", "account", "resource"]),
+            locks=slot_locks("cache", [key]),
+        )
+
+
+def _merge(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, keys: list[str]) -> None:
+    """Insert or replace rows of `table` by `keys` (``MERGE``: DuckLake has no keys for INSERT OR REPLACE)."""
+    on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+    sets = ", ".join(f'"{c}" = s."{c}"' for c in frame.columns if c not in keys)
+    con.register("merge_batch", frame)
+    try:
+        _run(
+            con,
+            f"MERGE INTO {table} AS t USING merge_batch AS s ON {on} "
+            f"WHEN MATCHED THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT BY NAME",
+        )
+    finally:
+        con.unregister("merge_batch")
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    with suppress(duckdb.Error):  # a failed commit has already ended the transaction
+        _run(con, "ROLLBACK")
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> list[Any]:

@@ -248,6 +248,33 @@ MIGRATIONS: list[Migration] = [
              AND b.subscription_id = i.subscription_id AND i.taken_at >= b.taken_at;
         """,
     ),
+    Migration(
+        6,
+        "cursors as an append-only log of moves (no update to conflict on a shared store); cursors is its view",
+        """
+        CREATE TABLE cursor_moves (
+            source VARCHAR NOT NULL,
+            position VARCHAR NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            move BIGINT NOT NULL
+        );
+        INSERT INTO cursor_moves SELECT source, position, updated_at, 1 FROM cursors;
+        DROP TABLE cursors;
+        CREATE VIEW cursors AS
+            SELECT source, arg_max(position, move) AS position, arg_max(updated_at, move) AS updated_at
+            FROM cursor_moves GROUP BY source;
+        """,
+    ),
+    Migration(
+        7,
+        "current_subscriptions declared again, with owner",
+        # A DuckDB view keeps the columns it had when created: `SELECT *` still returns owner (migration 4),
+        # but the embedded file's information_schema did not list it, unlike DuckLake's.
+        """
+        CREATE OR REPLACE VIEW current_subscriptions AS
+            SELECT * FROM subscriptions WHERE valid_to IS NULL AND change <> 'deleted';
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

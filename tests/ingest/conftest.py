@@ -1,5 +1,6 @@
-"""Fixtures of the ingest tests: the PubNub emulator, moto on loopback with fake credentials, a store, and a
-helper that runs a drain in a child process which pauses right after its first commit (for SIGKILL)."""
+"""Fixtures of the ingest tests: the PubNub emulator, moto on loopback with fake credentials, a store, DuckLake on
+PostgreSQL and moto's S3 (tests/lakekit.py), and a helper that runs a drain in a child process which pauses
+right after its first commit (for SIGKILL)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from typing import Any
 import boto3
 import pytest
 from ingestkit import CHILD, FAKE_AWS, REGION, ROOT, Paused, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lakekit import lake, lake_services  # noqa: E402,F401  (fixtures: DuckLake on PostgreSQL and moto's S3)
 
 from streamkeeper.ingest.base import PAUSE_ENV
 from streamkeeper.sandbox.base import SandboxServer

@@ -1,10 +1,11 @@
 """Poison in the landing area is quarantined in sight and blocks nothing; origins are part of identities
-(issue 11, classes 1 to 3): real landing files, a real DuckDB file, the real SDK against the emulator."""
+(issue 11, classes 1 to 3): real landing files, a real DuckDB file, the real SDK against the emulator; and
+the same quarantine with the landing area on S3 and the store in DuckLake (moto's S3 server, PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ import pytest
 
 from streamkeeper.errors import StoreError
 from streamkeeper.ingest import PubNubOptions, PubNubStream, drain_pubnub, load_landing, write_landing_file
-from streamkeeper.ingest.landing import pending_files
 from streamkeeper.ingest.normalize import frame, row
+from streamkeeper.landing_storage import DirectoryStorage, LandingStorage, S3Storage
 from streamkeeper.reports import run_report
 from streamkeeper.sandbox.pubnub import PubNubEmulator
 from streamkeeper.store import HistoryStore
@@ -35,11 +36,22 @@ def event(vendor: str, stream: str, event_id: str, **more: Any) -> dict[str, Any
     }
 
 
-def raw(landing: Path, vendor: str, name: str, content: str | bytes) -> Path:
-    path = landing / vendor / DAY / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    return path
+def raw(storage: LandingStorage, vendor: str, name: str, content: str | bytes) -> str:
+    """A landing record as an old receiver (or an operator) left it, bytes as given; its key."""
+    key = f"{vendor}/{DAY}/{name}"
+    storage.put([(key, content if isinstance(content, bytes) else content.encode())])
+    return key
+
+
+@pytest.fixture(params=["directory", pytest.param("s3", marks=pytest.mark.slow)])
+def area(request: pytest.FixtureRequest, tmp_path: Path, db_path: Path) -> tuple[str, LandingStorage, str]:
+    """A landing area and a store: a directory with the embedded file, or S3 with DuckLake."""
+    if request.param == "directory":
+        landing = str(tmp_path / "landing")
+        return landing, DirectoryStorage(landing), str(db_path)
+    lake: dict[str, str] = request.getfixturevalue("lake")
+    landing = f"s3://lake/landing-{uuid.uuid4().hex[:8]}/"
+    return landing, S3Storage(landing), lake["STREAMKEEPER_STORE"]
 
 
 def gap(received: int, subscription_id: str = "sub-1", expected: int = 1) -> str:
@@ -58,75 +70,72 @@ def gap(received: int, subscription_id: str = "sub-1", expected: int = 1) -> str
 
 
 def test_poison_among_good_files_is_quarantined_and_everything_else_loads(
-    tmp_path: Path, db_path: Path
+    area: tuple[str, LandingStorage, str],
 ) -> None:
-    landing = tmp_path / "landing"
-    good = [
-        write_landing_file(landing, event("thingspace", "ts.event", "devices:e-1"), delivery_id="a-ts"),
-        write_landing_file(landing, event("stream", "orders", "evt_1"), delivery_id="b-stream"),
-        # what the old receiver wrote for ThingSpace's "never" time: loads, with a NULL occurred_at
-        raw(
-            landing,
-            "thingspace",
-            "c-never.json",
-            json.dumps(
-                event(
-                    "thingspace",
-                    "ts.event",
-                    "devices:e-2",
-                    occurred_at="0001-01-01T00:00:00+00:00",
-                    delivery_id="c-never",
-                )
-            ),
+    landing, storage, target = area
+    write_landing_file(landing, event("thingspace", "ts.event", "devices:e-1"), delivery_id="a-ts")
+    write_landing_file(landing, event("stream", "orders", "evt_1"), delivery_id="b-stream")
+    # what the old receiver wrote for ThingSpace's "never" time: loads, with a NULL occurred_at
+    raw(
+        storage,
+        "thingspace",
+        "c-never.json",
+        json.dumps(
+            event(
+                "thingspace",
+                "ts.event",
+                "devices:e-2",
+                occurred_at="0001-01-01T00:00:00+00:00",
+                delivery_id="c-never",
+            )
         ),
-        raw(
-            landing,
-            "stream",
-            "d-epoch0.json",
-            json.dumps(event("stream", "orders", "evt_2", occurred_at="1970-01-01T00:00:00+00:00")),
-        ),
-    ]
+    )
+    raw(
+        storage,
+        "stream",
+        "d-epoch0.json",
+        json.dumps(event("stream", "orders", "evt_2", occurred_at="1970-01-01T00:00:00+00:00")),
+    )
     poison = {
         # what the old receiver landed for a sequence number beyond a BIGINT: it blocked every later load
         raw(
-            landing, "dma", "gap-huge.json", gap(2**64 + 5)
+            storage, "dma", "gap-huge.json", gap(2**64 + 5)
         ): "received 18446744073709551621 is beyond a BIGINT",
-        # a gap the record check passes and the store refuses (a VARCHAR must be UTF-8): found by halving
+        # a gap whose text a VARCHAR cannot hold (not UTF-8): quarantined before the store, which on duckdb
+        # 1.5 would not refuse it but fail an internal assertion that invalidates the database instance
         raw(
-            landing, "dma", "gap-surrogate.json", gap(7, subscription_id="\ud800")
-        ): "refused by the store: InvalidInputException",
-        raw(landing, "stream", "e-broken.json", '{"vendor": "stream", "stream"'): "not JSON",
-        raw(landing, "stream", "f-list.json", "[1, 2]"): "not a JSON object",
+            storage, "dma", "gap-surrogate.json", gap(7, subscription_id="\ud800")
+        ): "gap record: subscription_id is not UTF-8 text",
+        raw(storage, "stream", "e-broken.json", '{"vendor": "stream", "stream"'): "not JSON",
+        raw(storage, "stream", "f-list.json", "[1, 2]"): "not a JSON object",
         raw(
-            landing, "stream", "g-no-id.json", json.dumps(event("stream", "orders", ""))
+            storage, "stream", "g-no-id.json", json.dumps(event("stream", "orders", ""))
         ): "event_id must be a non-empty string",
         raw(
-            landing, "stream", "h-kind.json", json.dumps({"kind": 5, "vendor": "stream"})
+            storage, "stream", "h-kind.json", json.dumps({"kind": 5, "vendor": "stream"})
         ): "kind 5 is not a record type",
-        raw(landing, "stream", "i-latin1.json", b'{"vendor": "stream", "x": "\xe9"}'): "not JSON",
+        raw(storage, "stream", "i-latin1.json", b'{"vendor": "stream", "x": "\xe9"}'): "not JSON",
     }
-    later = write_landing_file(
-        landing, event("dma", "conf", "77:1:1"), delivery_id="z-dma"
-    )  # behind them all
+    write_landing_file(landing, event("dma", "conf", "77:1:1"), delivery_id="z-dma")  # behind them all
 
-    store = HistoryStore(db_path)
+    store = HistoryStore(target)
     report = load_landing(store, landing, batch_size=100)
 
     assert (report.loaded, report.quarantined, report.received) == (5, len(poison), 5 + len(poison))
     loaded = store.query("SELECT event_id, occurred_at FROM events ORDER BY event_id")
     assert loaded["event_id"].tolist() == ["77:1:1", "devices:e-1", "devices:e-2", "evt_1", "evt_2"]
     assert loaded["occurred_at"].isna().all()
-    assert not any(p.exists() for p in [*good, later]) and list(pending_files(landing)) == []
+    assert list(storage.pending()) == []
 
-    rejected = run_report("rejected_deliveries", db_path).to_dict("records")
+    rejected = run_report("rejected_deliveries", target).to_dict("records")
     assert len(rejected) == len(poison)
     by_path = {r["landing_path"]: r for r in rejected}
-    for path, reason in poison.items():
-        moved = landing / "_rejected" / path.relative_to(landing)
-        assert moved.exists() and not path.exists()
-        assert reason in by_path[str(moved)]["reason"], by_path[str(moved)]
-        assert reason in moved.with_name(moved.name + ".reason").read_text()
-    huge = by_path[str(landing / "_rejected" / "dma" / DAY / "gap-huge.json")]
+    assert storage.rejected() == sorted(poison)  # each in sight under _rejected/, none left pending
+    for key, reason in poison.items():
+        moved = storage.rejected_path(key)
+        assert reason in by_path[moved]["reason"], by_path[moved]
+        assert reason in (storage.get(f"_rejected/{key}.reason") or b"").decode()
+    huge = by_path[storage.rejected_path(f"dma/{DAY}/gap-huge.json")]
     assert (huge["vendor"], huge["delivery_id"], str(huge["received_at"])) == (
         "dma",
         f"gap-{(2**64 + 5) % 1000}",
@@ -134,10 +143,9 @@ def test_poison_among_good_files_is_quarantined_and_everything_else_loads(
     )
     assert "aborted" not in " ".join(r["reason"] for r in rejected)  # the store's own error, not the mask
 
-    # a poison file left in place by a crash between the commit and the move is quarantined once
-    shutil.copy(
-        landing / "_rejected" / "dma" / DAY / "gap-huge.json", landing / "dma" / DAY / "gap-huge.json"
-    )
+    # a poison record left in place by a crash between the commit and the move is quarantined once
+    huge_key = f"dma/{DAY}/gap-huge.json"
+    storage.put([(huge_key, storage.get(f"_rejected/{huge_key}") or b"")])
     again = load_landing(store, landing)
     assert (again.loaded, again.quarantined) == (0, 1)
     assert len(store.query("SELECT * FROM rejected_deliveries")) == len(poison)

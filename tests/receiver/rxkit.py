@@ -92,7 +92,7 @@ def load_landing(landing: Path, db_path: Path) -> HistoryStore:
     store = HistoryStore(db_path)
     before = read_records(landing)
     report = ingest_landing(store, landing)
-    assert report.skipped == 0, report  # every record the receiver wrote is loadable
+    assert (report.skipped, report.quarantined) == (0, 0), report  # every record the receiver wrote loads
     assert report.received == len(before)
     assert read_records(landing) == []  # loaded, then deleted after the commit
     assert report.gaps == len(

@@ -216,9 +216,12 @@ def events_expected(sent: list[SentEvents]) -> dict[str, Counter[str]]:
 
 
 def events_stored(stage: Stage) -> dict[str, Counter[str]]:
-    frame = HistoryStore(stage.db_path).query(
-        "SELECT vendor, stream, event_id, subscription_id FROM events ORDER BY vendor, event_id"
-    )
+    return events_by_vendor(HistoryStore(stage.db_path))
+
+
+def events_by_vendor(store: HistoryStore) -> dict[str, Counter[str]]:
+    """What `store` holds per vendor, by what the sender's id was (as `events_expected` counts it)."""
+    frame = store.query("SELECT vendor, stream, event_id, subscription_id FROM events")
     out: dict[str, Counter[str]] = {v: Counter() for v in ("plt", "dma", "thingspace", "stream", "equinix")}
     for row in frame.itertuples(index=False):
         if row.vendor == "plt":

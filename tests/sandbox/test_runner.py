@@ -60,3 +60,16 @@ def test_the_dma_certificate_is_kept_across_restarts_until_it_nears_expiry(tmp_p
     (tmp_path / "tls" / "dma-sandbox.crt").write_text("not a certificate")
     fresh = dma_certificate(tmp_path / "tls").cert_pem
     assert fresh.startswith("-----BEGIN CERTIFICATE-----") and fresh != other.cert_pem
+
+
+def test_a_kept_dma_certificate_serves_another_address_only_when_it_names_it(tmp_path: Path) -> None:
+    loopback = dma_certificate(tmp_path / "tls")
+    # the emulators on a test host's address (a network namespace): the kept one does not name it
+    bridged = dma_certificate(tmp_path / "tls", addresses=("10.77.0.1",))
+    names = x509.load_pem_x509_certificate(bridged.cert_pem.encode()).extensions
+    addresses = names.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert bridged.cert_pem != loopback.cert_pem
+    assert {str(a) for a in addresses.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "10.77.0.1"}
+    # kept from then on, on that address and on loopback (it names both)
+    assert dma_certificate(tmp_path / "tls", addresses=("10.77.0.1",)).cert_pem == bridged.cert_pem
+    assert dma_certificate(tmp_path / "tls").cert_pem == bridged.cert_pem

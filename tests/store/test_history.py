@@ -97,22 +97,7 @@ def test_versions_close_and_answer_as_of_queries(db_path: Path) -> None:
     assert store.current_subscriptions()["subscription_id"].tolist() == ["1"]
 
 
-def test_events_land_once_and_cursors_move_with_them(db_path: Path) -> None:
-    store = HistoryStore(db_path)
-    assert store.load_events(events(["a", "b", "a"]), cursors={"pubnub:ch1": "10"}) == 2
-    assert store.load_events(events(["b", "c"]), cursors={"pubnub:ch1": "20"}) == 1
-    assert store.load_events(events(["c"], stream="ch2")) == 1  # same id, other stream: another delivery
-    assert store.cursors("pubnub:") == {"pubnub:ch1": "20"}
-    assert len(store.query("SELECT * FROM events")) == 4
-
-
-def test_a_failed_batch_leaves_nothing(db_path: Path) -> None:
-    store = HistoryStore(db_path)
-    with pytest.raises(RuntimeError), store.writer() as con:
-        store.load_events(events(["x"]), cursors={"pubnub:ch1": "99"}, con=con)
-        raise RuntimeError("crash after the insert, before commit")
-    assert store.query("SELECT count(*) AS n FROM events")["n"].iloc[0] == 0
-    assert store.cursors() == {}
+# events once and a failed batch: tests/store/test_backends.py, on both backends
 
 
 WRITER = textwrap.dedent(
