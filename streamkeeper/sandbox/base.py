@@ -8,7 +8,12 @@ Admin routes, on every emulator (never part of the vendor's API):
 
 - ``GET /_sandbox/stats``: request counts (total, writes, by ``METHOD path``) and injected faults;
 - ``POST /_sandbox/faults`` / ``DELETE /_sandbox/faults``: set or clear fault injection (see `faults`);
-- ``POST /_sandbox/reset``: forget all state and counts.
+- ``POST /_sandbox/reset``: forget all state and counts;
+- ``POST /_sandbox/clock`` with ``{"advance": seconds}``: move the emulator's clock forward (answers the
+  offset).
+
+Every emulator tells time by its `SandboxClock` (wall time plus an offset a test or a soak moves forward,
+never back); `Sandbox` gives all the emulators it starts one clock, so moving it moves every vendor.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -75,6 +81,47 @@ class RequestCounter:
             return {"total": self.total, "writes": self.writes, "by_route": dict(self.by_route)}
 
 
+class SandboxClock:
+    """An emulator's time: the wall clock plus an offset that only moves forward.
+
+    One instance may be shared by several emulators (`VendorSandbox.clock`), so a test moves time for every
+    vendor at once. Thread-safe: the server loop reads it while a test moves it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offset = 0.0
+
+    @property
+    def offset(self) -> float:
+        """Seconds this clock is ahead of the wall clock."""
+        return self._offset
+
+    def now(self) -> float:
+        """Seconds since the epoch, as the emulators see it."""
+        return time.time() + self._offset
+
+    def now_utc(self) -> datetime:
+        """`now` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.now(), UTC)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds` (tokens, sessions, subscriptions expire by it).
+
+        Raises:
+            ValueError: `seconds` is negative (the emulated clock never goes back).
+        """
+        if seconds < 0:
+            raise ValueError(f"a sandbox clock only moves forward, not by {seconds} s")
+        with self._lock:
+            self._offset += seconds
+
+    def reset(self) -> None:
+        """Back to the wall clock."""
+        with self._lock:
+            self._offset = 0.0
+
+
 class VendorSandbox:
     """Base class of the vendor emulators.
 
@@ -87,6 +134,7 @@ class VendorSandbox:
     read_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
+        self.clock = SandboxClock()
         self.faults = Faults()
         self.requests = RequestCounter(self.read_only)
         self.server: SandboxServer | None = None
@@ -107,13 +155,22 @@ class VendorSandbox:
         """Revoke every token issued so far (fault ``token_expiry``). No-op for vendors without tokens."""
 
     # -- shared --------------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """The emulator's time, in seconds since the epoch (see `clock`)."""
+        return self.clock.now()
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock (shared with every emulator of its `Sandbox`) forward."""
+        self.clock.advance(seconds)
+
     def error(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
         """An error response in the vendor's shape."""
         body, ctype = self.error_body(status, code, message)
         return Response(body, status_code=status, media_type=ctype, headers=headers)
 
     def reset(self) -> None:
-        """Forget all state, counts and faults."""
+        """Forget all state, counts and faults, and put the clock back to the wall clock."""
+        self.clock.reset()
         self.reset_state()
         self.requests.reset()
         self.faults.clear()
@@ -140,6 +197,7 @@ class VendorSandbox:
             Route("/_sandbox/faults", self._set_faults, methods=["POST"]),
             Route("/_sandbox/faults", self._clear_faults, methods=["DELETE"]),
             Route("/_sandbox/reset", self._reset, methods=["POST"]),
+            Route("/_sandbox/clock", self._clock, methods=["POST"]),
         ]
         app = Starlette(routes=[*admin, *self.routes()])
         app.add_exception_handler(404, self._not_found)
@@ -172,6 +230,13 @@ class VendorSandbox:
     async def _clear_faults(self, request: Request) -> Response:
         self.faults.clear()
         return Response(status_code=204)
+
+    async def _clock(self, request: Request) -> Response:
+        try:
+            self.advance(float((await request.json()).get("advance", 0)))
+        except (ValueError, TypeError, AttributeError) as exc:  # admin route: report, do not crash
+            return JSONResponse({"error": f"clock: {exc}"}, status_code=400)
+        return JSONResponse({"offset": self.clock.offset})
 
     async def _reset(self, request: Request) -> Response:
         self.reset()

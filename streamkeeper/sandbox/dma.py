@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import json
 import re
-import time
 import xml.etree.ElementTree as ET
 from base64 import b64decode
 from dataclasses import dataclass, field
@@ -286,17 +285,8 @@ class DMASandbox(VendorSandbox):
         self.conferences: dict[str, dict[str, Any]] = {
             str(i): {"id": str(i), "name": f"Conference {i}", "participants": []} for i in range(1, 4)
         }
-        self.clock_offset = 0.0
         self.deliveries: list[Delivery] = []
         self._ids = itertools.count(1)
-
-    # -- time ----------------------------------------------------------------------------------------------
-    def now(self) -> float:
-        return time.time() + self.clock_offset
-
-    def advance(self, seconds: float) -> None:
-        """Move the emulator's clock forward (subscriptions expire by it)."""
-        self.clock_offset += seconds
 
     def _purge(self) -> None:
         now = self.now()
@@ -430,12 +420,7 @@ class DMASandbox(VendorSandbox):
             Route(
                 f"{BASE}/conferences/{{conference}}/participants", self.create_subscription, methods=["POST"]
             ),
-            Route("/_sandbox/clock", self._clock, methods=["POST"]),
         ]
-
-    async def _clock(self, request: Request) -> Response:
-        self.advance(float((await request.json()).get("advance", 0)))
-        return JSONResponse({"offset": self.clock_offset})
 
     async def list_conferences(self, request: Request) -> Response:
         if self._user(request) is None:

@@ -35,7 +35,6 @@ import secrets
 import ssl
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -408,7 +407,9 @@ class EquinixSandbox(VendorSandbox):
         return {"verify": context}
 
     def _feed(self, subscription_id: str) -> _Feed:
-        return self.feeds.setdefault(subscription_id, _Feed())
+        if subscription_id not in self.feeds:
+            self.feeds[subscription_id] = _Feed(clock=self.clock.now_utc().replace(microsecond=0))
+        return self.feeds[subscription_id]
 
     # -- the vendor's error shapes -------------------------------------------------------------------------
     def error_body(self, status: int, code: str, message: str) -> tuple[bytes, str]:
@@ -487,7 +488,7 @@ class EquinixSandbox(VendorSandbox):
                     "the client id or the client secret is not valid",
                 )
             token = secrets.token_urlsafe(24)
-            self.tokens[token] = _Token(client_id, client.org_id, time.time() + self.token_ttl)
+            self.tokens[token] = _Token(client_id, client.org_id, self.now() + self.token_ttl)
         return JSONResponse(
             {
                 "access_token": token,
@@ -504,7 +505,7 @@ class EquinixSandbox(VendorSandbox):
             return self.api_error(401, "EQ-3000021", "Authorization header with a Bearer token is required")
         with self._lock:
             token = self.tokens.get(value.strip())
-            if token is not None and token.expires_at <= time.time():
+            if token is not None and token.expires_at <= self.now():
                 del self.tokens[value.strip()]
                 token = None
         if token is None:
@@ -569,7 +570,7 @@ class EquinixSandbox(VendorSandbox):
             "connectionString": None,
             "manageConnectionString": None,
             "_org": caller.org_id,
-            "_created": time.time(),
+            "_created": self.now(),
         }
         if config.get("provider") == "AZURE":  # seed: connectionString is used only with AZURE
             key = secrets.token_urlsafe(24)
@@ -695,7 +696,7 @@ class EquinixSandbox(VendorSandbox):
         if isinstance(checked, Response):
             return checked
         subscription_id = _object_id()
-        now = _now_iso()
+        now = _now_iso(self.clock.now_utc())
         with self._lock:
             self.streaming[subscription_id] = {
                 "id": subscription_id,
@@ -708,7 +709,7 @@ class EquinixSandbox(VendorSandbox):
                 "updatedBy": caller.client_id,
                 "updatedDateTime": now,
                 "_org": caller.org_id,
-                "_created": time.time(),
+                "_created": self.now(),
             }
         return Response(status_code=201, headers={"Location": f"{STREAMING}/{subscription_id}"})
 
@@ -723,11 +724,11 @@ class EquinixSandbox(VendorSandbox):
         if isinstance(checked, Response):
             return checked
         with self._lock:
-            record.update(checked, updatedBy=caller.client_id, updatedDateTime=_now_iso())
+            record.update(checked, updatedBy=caller.client_id, updatedDateTime=_now_iso(self.clock.now_utc()))
             if self.refusals:
                 record["status"] = "FAILED"
             elif record["status"] == "FAILED":  # ours: an accepted update revives it
-                record.update(status="PENDING", _created=time.time())
+                record.update(status="PENDING", _created=self.now())
         return Response(status_code=204)
 
     async def _streaming_delete(self, request: Request) -> Response:
@@ -742,7 +743,7 @@ class EquinixSandbox(VendorSandbox):
         return Response(status_code=204)
 
     def _activate(self, record: dict[str, Any]) -> None:
-        if record.get("status") == "PENDING" and time.time() - record["_created"] >= self.activation_seconds:
+        if record.get("status") == "PENDING" and self.now() - record["_created"] >= self.activation_seconds:
             record["status"] = "ACTIVE"
 
     # -- subscription data ---------------------------------------------------------------------------------

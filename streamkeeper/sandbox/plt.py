@@ -21,7 +21,6 @@ import random
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -234,7 +233,7 @@ class PLTSandbox(VendorSandbox):
         event: dict[str, Any] = {
             "eventType": event_type,
             "product": {"headset": _serial(rng), "baseId": _serial(rng)},
-            "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "timeStamp": self.clock.now_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "tenantId": stream.tenant_id,
         }
         flag = rng.choice(("true", "false"))

@@ -4,7 +4,8 @@ The DMA serves HTTPS with a self-signed certificate kept in the state directory 
 to trust): made at the first start, then reused while it is valid for another week, so a DMA block that
 holds it keeps working across restarts (with fixed ports, ``base_port``, so do the blocks' URLs). The
 others serve HTTP. PLT streams publish their events into the PubNub emulator. `Sandbox.credentials` says
-what each emulator accepts, as the fields of its credentials block.
+what each emulator accepts, as the fields of its credentials block. All the emulators tell time by one
+`SandboxClock` (`Sandbox.clock`): moving it forward moves every vendor at once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from cryptography import x509
 
-from streamkeeper.sandbox.base import SandboxServer, VendorSandbox
+from streamkeeper.sandbox.base import SandboxClock, SandboxServer, VendorSandbox
 from streamkeeper.sandbox.tls import TLSFiles, self_signed
 
 ORDER = ("dma", "pubnub", "plt", "stream", "thingspace", "equinix")
@@ -42,6 +43,7 @@ class Sandbox:
     apps: dict[str, VendorSandbox] = field(default_factory=dict)
     servers: dict[str, SandboxServer] = field(default_factory=dict)
     tls: TLSFiles | None = None
+    clock: SandboxClock = field(default_factory=SandboxClock)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -62,6 +64,7 @@ class Sandbox:
         try:
             for offset, vendor in enumerate(ORDER):
                 app = _build(vendor, sandbox.apps, options.get(vendor, {}))
+                app.clock = sandbox.clock
                 port = base_port + offset if base_port else 0
                 tls = sandbox.tls if vendor == "dma" else None
                 sandbox.servers[vendor] = SandboxServer(app, host=host, port=port, tls=tls).start()

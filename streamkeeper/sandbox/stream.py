@@ -22,7 +22,6 @@ import html
 import json
 import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -395,7 +394,6 @@ class StreamSandbox(VendorSandbox):
     def __init__(self, auto_authorize: bool = False) -> None:
         self._lock = threading.RLock()
         self.auto_authorize = auto_authorize
-        self._clock_offset = 0.0
         super().__init__()
 
     # -- state -----------------------------------------------------------------------------------------
@@ -421,14 +419,9 @@ class StreamSandbox(VendorSandbox):
             self.add_flag("sso-login", on=True)
             self.add_flag("dsp-auto-bind", on=False)
 
-    def now(self) -> float:
-        """The emulator's clock: wall time plus `advance_clock` offsets."""
-        return time.time() + self._clock_offset
-
     def advance_clock(self, seconds: float) -> None:
-        """Move the emulator's clock forward (expires tokens, OAuth codes and SSO tokens without sleeping)."""
-        with self._lock:
-            self._clock_offset += seconds
+        """`advance`: move the clock forward (expires tokens, OAuth codes and SSO tokens without sleeping)."""
+        self.advance(seconds)
 
     def add_client(
         self,
@@ -517,13 +510,12 @@ class StreamSandbox(VendorSandbox):
             self.webhooks_sent.append({"url": url, "event": dict(event), "status": response.status_code})
         return response.status_code
 
-    @staticmethod
-    def webhook_event(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    def webhook_event(self, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """An event envelope (ours: ``{id, type, created_at, data}``; Stream's is not published)."""
         return {
             "id": f"evt_{secrets.token_hex(8)}",
             "type": event_type,
-            "created_at": time.time(),
+            "created_at": self.now(),
             "data": dict(data),
         }
 

@@ -31,7 +31,6 @@ import hmac
 import json
 import random
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,7 +239,6 @@ class ThingSpaceSandbox(VendorSandbox):
     # -- state and set-up --------------------------------------------------------------------------------------
     def reset_state(self) -> None:
         self.rng = random.Random(self._seed)
-        self.clock_offset = 0.0
         self.apps: dict[str, str] = {DEFAULT_APP_KEY: DEFAULT_APP_SECRET}
         self.users: dict[str, _User] = {}
         self.accounts: dict[str, list[str]] = {}  # billing account id -> device ids
@@ -251,18 +249,6 @@ class ThingSpaceSandbox(VendorSandbox):
         self.external_ids: dict[str, set[str]] = {}
         self.deliveries: list[Delivery] = []
         self.add_user(DEFAULT_USERNAME, DEFAULT_PASSWORD, [DEFAULT_ACCOUNT])
-
-    # -- time ------------------------------------------------------------------------------------------------
-    def now(self) -> float:
-        return time.time() + self.clock_offset
-
-    def advance(self, seconds: float) -> None:
-        """Move the emulator's clock forward (tokens and sessions expire by it)."""
-        self.clock_offset += seconds
-
-    async def _clock(self, request: Request) -> Response:
-        self.advance(float((await request.json()).get("advance", 0)))
-        return JSONResponse({"offset": self.clock_offset})
 
     def add_app(self, app_key: str, app_secret: str) -> None:
         """Register a ThingSpace application key and secret."""
@@ -302,7 +288,6 @@ class ThingSpaceSandbox(VendorSandbox):
             Route(f"{_CC}/subscriptions/actions/query", self._query_subscriptions, methods=["POST"]),
             Route(f"{_CC}/subscriptions/actions/delete", self._delete_subscription, methods=["POST"]),
             Route("/_sandbox/emit", self._emit_route, methods=["POST"]),  # admin, not the vendor's
-            Route("/_sandbox/clock", self._clock, methods=["POST"]),  # admin
         ]
 
     # -- token and session -------------------------------------------------------------------------------------

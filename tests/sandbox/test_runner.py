@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 
@@ -73,3 +74,31 @@ def test_a_kept_dma_certificate_serves_another_address_only_when_it_names_it(tmp
     # kept from then on, on that address and on loopback (it names both)
     assert dma_certificate(tmp_path / "tls", addresses=("10.77.0.1",)).cert_pem == bridged.cert_pem
     assert dma_certificate(tmp_path / "tls").cert_pem == bridged.cert_pem
+
+
+def test_one_clock_moves_every_vendor_and_only_forward(tmp_path: Path) -> None:
+    from streamkeeper.sandbox import equinix
+
+    with Sandbox.start(state_dir=tmp_path) as sandbox:
+        urls = sandbox.urls()
+        token = httpx.post(
+            f"{urls['equinix']}/oauth2/v1/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": equinix.DEFAULT_CLIENT_ID,
+                "client_secret": equinix.DEFAULT_CLIENT_SECRET,
+            },
+        ).json()["access_token"]
+        listing = f"{urls['equinix']}/smartview/v2/streaming/subscriptions"
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(listing, headers=headers).status_code == 200
+        # moved through another vendor's admin route: Equinix's token (an hour) dies with it
+        moved = httpx.post(f"{sandbox.servers['thingspace'].url}/_sandbox/clock", json={"advance": 3600})
+        assert moved.json() == {"offset": 3600.0}
+        assert httpx.get(listing, headers=headers).status_code == 401
+        assert {vendor: app.clock.offset for vendor, app in sandbox.apps.items()} == dict.fromkeys(
+            sandbox.apps, 3600.0
+        )
+        back = httpx.post(f"{sandbox.servers['stream'].url}/_sandbox/clock", json={"advance": -5})
+        assert back.status_code == 400 and "only moves forward" in back.json()["error"]
+        assert sandbox.clock.offset == 3600.0

@@ -641,7 +641,7 @@ def test_webhook_sender_signs_the_body(sandbox: StreamSandbox, url: str) -> None
         return Response(status_code=204)
 
     with SandboxServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as receiver:
-        event = StreamSandbox.webhook_event("order.created", {"order_id": "o-1"})
+        event = sandbox.webhook_event("order.created", {"order_id": "o-1"})
         assert sandbox.send_webhook(f"{receiver.url}/hook", "whsec-test", event) == 204
         admin = httpx.post(
             f"{url}/_sandbox/stream/webhooks",
