@@ -101,7 +101,7 @@ class DirectoryStorage(LandingStorage):
         for key, data in items:
             path = self.root / key
             if not path.parent.is_dir():
-                _make_dirs(path.parent)
+                make_dirs(path.parent)
             write_atomic(path, data)
             dirs.add(path.parent)
         for directory in dirs:
@@ -176,7 +176,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _make_dirs(path: Path) -> None:
+def make_dirs(path: Path) -> None:
     """Create `path` and its missing parents durably (each new entry fsync'ed in its parent)."""
     missing = []
     probe = path

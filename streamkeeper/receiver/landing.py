@@ -37,7 +37,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from streamkeeper.environment import streamkeeper_home
 from streamkeeper.errors import ConfigError
-from streamkeeper.landing_storage import S3Storage, fsync_dir, is_s3, landing_location, write_atomic
+from streamkeeper.landing_storage import (
+    S3Storage,
+    fsync_dir,
+    is_s3,
+    landing_location,
+    make_dirs,
+    write_atomic,
+)
 
 DEFAULT_LANDING = Path("data/landing")
 STATE_DIR = ".receiver"  # ours: the receiver's own state, beside the vendors' directories
@@ -164,14 +171,7 @@ class LandingArea:
         if path in self._known_dirs:
             return
         with self._dirs_lock:
-            missing = []
-            probe = path
-            while not probe.exists():
-                missing.append(probe)
-                probe = probe.parent
-            for new in reversed(missing):
-                new.mkdir(exist_ok=True)
-                fsync_dir(new.parent)
+            make_dirs(path)
             self._known_dirs.add(path)
 
     def key_for(self, record: dict[str, Any]) -> str:
