@@ -184,7 +184,8 @@ class _Feed:
     """The messages of one subscription, append-only, and the emulated clock of its generator."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
-    clock: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    clock: datetime | None = None
+    """The time of its newest message (None: none yet)."""
     last_heartbeat: datetime | None = None
 
 
@@ -207,7 +208,7 @@ class EquinixSandbox(VendorSandbox):
     Attributes:
         token_ttl: lifetime of an access token, in seconds (doc: ``token_timeout: "3599"``).
         activation_seconds: how long a new streaming subscription stays PENDING before it reads as ACTIVE.
-        emit_step: emulated time between two generated messages of a feed.
+        emit_step: emulated time between two messages of one `emit` (the last is stamped now).
         extra_fields: fields added to every subscription answer (to test tolerance of new fields).
         heartbeat_style: where a heartbeat says so: ``data`` (the definition: ``data.heartbeat: true``) or
             ``message`` (the prose docs: ``heartbeat: "true"`` beside ``data``).
@@ -229,7 +230,7 @@ class EquinixSandbox(VendorSandbox):
     delivery_timeout: float = 10.0
     _webhook_certificate: TLSFiles | None = None
     activation_seconds: float = 0.0  # ours
-    emit_step: timedelta = timedelta(minutes=15)  # ours
+    emit_step: timedelta = timedelta(seconds=30)  # ours: a reading every half minute
     heartbeat_style: Literal["data", "message"] = "data"
 
     def reset_state(self) -> None:
@@ -269,8 +270,11 @@ class EquinixSandbox(VendorSandbox):
     def emit(self, subscription_id: str, count: int) -> list[dict[str, Any]]:
         """Append `count` realistic messages to a subscription's pull feed and return them.
 
-        The message types follow the subscription's event families; each message is `emit_step` later
-        than the one before it (emulated time). A subscription to alerts gets a heartbeat when a week of
+        The message types follow the subscription's event families. Their times come from the emulator's
+        clock: the last message is stamped now (to the second, as the definition's times are), each earlier
+        one `emit_step` before it, never before the feed's previous message (a call soon after another
+        spreads its messages evenly since then), so no message is in the future and lag is never negative.
+        A subscription to alerts gets a heartbeat when a week of
         emulated time has passed since the last one (doc: weekly, "on all subscribed alerts"): an alert
         message whose ``data.heartbeat`` is true (see `heartbeat_style`).
 
@@ -285,14 +289,14 @@ class EquinixSandbox(VendorSandbox):
             sources = list(_sources(subscription))
             alerts = [(f, a, i) for f, a, i in sources if set(FAMILY_TYPES[f]) & ALERT_TYPES]
             added = []
-            for _ in range(count):
-                feed.clock += self.emit_step
+            for when in self._times(feed, count):
+                feed.clock = when
                 if feed.last_heartbeat is None:
-                    feed.last_heartbeat = feed.clock
-                if alerts and feed.clock - feed.last_heartbeat >= HEARTBEAT_EVERY:
-                    feed.last_heartbeat = feed.clock
+                    feed.last_heartbeat = when
+                if alerts and when - feed.last_heartbeat >= HEARTBEAT_EVERY:
+                    feed.last_heartbeat = when
                     family, account, ibx = self._rng.choice(alerts)
-                    message = _message(self._rng, FAMILY_TYPES[family][0], account, ibx, feed.clock)
+                    message = _message(self._rng, FAMILY_TYPES[family][0], account, ibx, when)
                     if self.heartbeat_style == "data":
                         message["data"]["heartbeat"] = True  # doc (the definition): a boolean in data
                     else:
@@ -300,7 +304,7 @@ class EquinixSandbox(VendorSandbox):
                 else:
                     family, account, ibx = self._rng.choice(sources)
                     kind = self._rng.choice(FAMILY_TYPES[family])
-                    message = _message(self._rng, kind, account, ibx, feed.clock)
+                    message = _message(self._rng, kind, account, ibx, when)
                 feed.messages.append(message)
                 added.append(message)
             messages: list[dict[str, Any]] = json.loads(json.dumps(added))
@@ -408,8 +412,19 @@ class EquinixSandbox(VendorSandbox):
 
     def _feed(self, subscription_id: str) -> _Feed:
         if subscription_id not in self.feeds:
-            self.feeds[subscription_id] = _Feed(clock=self.clock.now_utc().replace(microsecond=0))
+            self.feeds[subscription_id] = _Feed()
         return self.feeds[subscription_id]
+
+    def _times(self, feed: _Feed, count: int) -> list[datetime]:
+        """When `count` new messages of `feed` happened: the last now, `emit_step` apart, after the feed's
+        newest message (closer together when the clock has not moved that far since)."""
+        now = self.clock.now_utc().replace(microsecond=0)
+        if count < 1:
+            return []
+        step = self.emit_step
+        if feed.clock is not None and now - step * (count - 1) <= feed.clock:
+            step = max(now - feed.clock, timedelta(0)) / count
+        return [now - step * (count - 1 - i) for i in range(count)]
 
     # -- the vendor's error shapes -------------------------------------------------------------------------
     def error_body(self, status: int, code: str, message: str) -> tuple[bytes, str]:
