@@ -275,6 +275,180 @@ MIGRATIONS: list[Migration] = [
             SELECT * FROM subscriptions WHERE valid_to IS NULL AND change <> 'deleted';
         """,
     ),
+    Migration(
+        10,
+        "stream_health: per stream and subscription, is it flowing, how late, gaps, failures (docs/health.md)",
+        # stream_resyncs is a placeholder (no rows) until gap_resyncs exists: then
+        #   CREATE OR REPLACE VIEW stream_resyncs AS SELECT vendor, stream, subscription_id, <its time> AS resynced_at
+        #   FROM gap_resyncs;
+        # and stream_health counts them (the macro reads the view when it is called).
+        """
+        CREATE VIEW stream_resyncs AS
+            SELECT CAST(NULL AS VARCHAR) AS vendor, CAST(NULL AS VARCHAR) AS stream,
+                   CAST(NULL AS VARCHAR) AS subscription_id, CAST(NULL AS TIMESTAMPTZ) AS resynced_at
+            WHERE false;
+        CREATE MACRO stream_health_by(as_of, late_after, silent_after) AS TABLE
+            WITH clock AS (
+                SELECT coalesce(CAST(as_of AS TIMESTAMPTZ), now()) AS now_at,
+                       CAST(late_after AS DOUBLE) AS late_s, CAST(silent_after AS DOUBLE) AS silent_s
+            ),
+            bodies AS (  -- what the vendor last said it holds: the newest audit body, else the applied answer
+                SELECT vendor, account, subscription_id, arg_max(body, said_at) AS body
+                FROM (
+                    SELECT vendor, account, subscription_id, body, taken_at AS said_at FROM subscription_snapshots
+                    WHERE body IS NOT NULL AND coalesce(resource, 'subscription') = 'subscription'
+                    UNION ALL
+                    SELECT vendor, account, subscription_id, observed, valid_from FROM current_subscriptions
+                    WHERE observed IS NOT NULL
+                )
+                GROUP BY ALL
+            ),
+            subs AS (  -- what delivers events: not Stream's flags and segments, ThingSpace's targets or a
+                       -- ThingSpace subscription switched off (disabled)
+                SELECT s.vendor, s.account, s.subscription_id, s.name, s.kind, s.status AS held_status,
+                       s.expires_at, b.body,
+                       CASE WHEN s.vendor = 'thingspace' THEN coalesce((b.body ->> 'streamkind'), s.kind)
+                            ELSE s.subscription_id END AS key
+                FROM current_subscriptions AS s
+                LEFT JOIN bodies AS b USING (vendor, account, subscription_id)
+                WHERE s.vendor <> 'stream' AND coalesce(s.kind, '') <> 'ts.target'
+                  AND NOT (s.vendor = 'thingspace' AND coalesce(b.body ->> 'disabled', 'false') = 'true')
+            ),
+            seen AS (
+                SELECT e.vendor, e.stream, e.subscription_id, e.account, e.occurred_at, e.received_at,
+                       CASE WHEN e.vendor = 'thingspace' THEN e.stream ELSE e.subscription_id END AS key,
+                       CASE WHEN e.vendor = 'thingspace' THEN e.account END AS ts_account,
+                       c.now_at,
+                       max(e.received_at) OVER (PARTITION BY e.vendor, e.stream, e.subscription_id,
+                                                CASE WHEN e.vendor = 'thingspace' THEN e.account END) AS last_at
+                FROM events AS e, clock AS c
+                WHERE e.received_at <= c.now_at
+            ),
+            ev AS (
+                SELECT vendor, stream, subscription_id, key, ts_account,
+                       arg_max(account, received_at) AS account,
+                       max(received_at) AS last_event_at,
+                       count(*) FILTER (WHERE received_at > now_at - INTERVAL 1 HOUR) AS events_1h,
+                       count(*) FILTER (WHERE received_at > now_at - INTERVAL 24 HOUR) AS events_24h,
+                       -- lag over the stream's latest day of events (a silent stream keeps its last lag)
+                       quantile_cont(date_diff('millisecond', occurred_at, received_at) / 1000.0, 0.5)
+                           FILTER (WHERE received_at > last_at - INTERVAL 24 HOUR) AS lag_p50_s,
+                       quantile_cont(date_diff('millisecond', occurred_at, received_at) / 1000.0, 0.95)
+                           FILTER (WHERE received_at > last_at - INTERVAL 24 HOUR) AS lag_p95_s
+                FROM seen
+                GROUP BY vendor, stream, subscription_id, key, ts_account, now_at
+            ),
+            gaps AS (
+                SELECT g.vendor, g.stream, g.subscription_id, count(*) AS gaps,
+                       CAST(sum(greatest(g.received - g.expected, 0)) AS BIGINT) AS missed
+                FROM event_gaps AS g, clock AS c
+                WHERE g.detected_at <= c.now_at AND g.detected_at > c.now_at - INTERVAL 24 HOUR
+                GROUP BY ALL
+            ),
+            resyncs AS (
+                SELECT r.vendor, r.stream, r.subscription_id, count(*) AS resyncs
+                FROM stream_resyncs AS r, clock AS c
+                WHERE r.resynced_at <= c.now_at AND r.resynced_at > c.now_at - INTERVAL 24 HOUR
+                GROUP BY ALL
+            ),
+            quarantine AS (  -- a quarantined delivery did not parse: its stream is unknown, its vendor is not
+                SELECT q.vendor, count(*) AS quarantined
+                FROM rejected_deliveries AS q, clock AS c
+                WHERE q.quarantined_at <= c.now_at AND q.quarantined_at > c.now_at - INTERVAL 24 HOUR
+                GROUP BY ALL
+            ),
+            gone AS (  -- subscriptions deleted or replaced: their old events are history, not a silent stream
+                SELECT DISTINCT vendor, subscription_id FROM subscriptions
+                EXCEPT SELECT vendor, subscription_id FROM current_subscriptions
+            ),
+            joined AS (
+                SELECT coalesce(s.vendor, e.vendor) AS vendor,
+                       coalesce(s.account, e.account) AS connection,
+                       coalesce(e.stream, CASE WHEN s.vendor = 'thingspace' THEN s.key END) AS stream,
+                       coalesce(s.subscription_id, e.subscription_id) AS subscription_id,
+                       s.name, s.held_status, s.expires_at, s.body, s.vendor IS NOT NULL AS subscribed,
+                       e.last_event_at, coalesce(e.events_1h, 0) AS events_1h,
+                       coalesce(e.events_24h, 0) AS events_24h, e.lag_p50_s, e.lag_p95_s
+                FROM ev AS e
+                FULL OUTER JOIN subs AS s
+                  ON e.vendor = s.vendor AND e.key = s.key
+                 AND (s.vendor <> 'thingspace' OR e.ts_account IS NULL OR e.ts_account = s.account)
+            ),
+            facts AS (
+                SELECT j.*,
+                       coalesce(g.gaps, 0) AS gaps, coalesce(g.missed, 0) AS missed_events,
+                       coalesce(r.resyncs, 0) AS resyncs, coalesce(q.quarantined, 0) AS quarantined,
+                       CASE WHEN j.vendor = 'equinix' THEN (j.body ->> 'status')
+                            WHEN j.vendor = 'thingspace' THEN nullif((j.body ->> 'laststreamingstatus'), '')
+                       END AS vendor_status,
+                       CASE WHEN j.vendor = 'equinix'
+                            THEN coalesce(json_array_length(j.body -> 'errors'), 0) END AS vendor_errors,
+                       TRY_CAST((j.body ->> 'configurationfailures') AS BIGINT) AS configuration_failures,
+                       TRY_CAST((j.body ->> 'networkfailures') AS BIGINT) AS network_failures,
+                       TRY_CAST((j.body ->> 'streamfailures') AS BIGINT) AS stream_failures,
+                       c.now_at, c.late_s, c.silent_s
+                FROM joined AS j
+                CROSS JOIN clock AS c
+                LEFT JOIN gaps AS g
+                  ON g.vendor = j.vendor AND g.stream IS NOT DISTINCT FROM j.stream
+                 AND g.subscription_id IS NOT DISTINCT FROM j.subscription_id
+                LEFT JOIN resyncs AS r
+                  ON r.vendor = j.vendor AND r.stream IS NOT DISTINCT FROM j.stream
+                 AND r.subscription_id IS NOT DISTINCT FROM j.subscription_id
+                LEFT JOIN quarantine AS q ON q.vendor = j.vendor
+                WHERE j.subscribed
+                   OR NOT EXISTS (SELECT 1 FROM gone AS x
+                                  WHERE x.vendor = j.vendor AND x.subscription_id = j.subscription_id)
+            ),
+            judged AS (
+                SELECT f.*,
+                       CASE
+                           WHEN f.held_status IN ('failed', 'expired')
+                               THEN 'the subscription is ' || f.held_status
+                           WHEN f.expires_at IS NOT NULL AND f.expires_at <= f.now_at
+                               THEN 'the subscription expired at ' || strftime(f.expires_at, '%Y-%m-%dT%H:%M:%SZ')
+                           WHEN f.vendor = 'equinix' AND f.vendor_errors > 0
+                               THEN 'Equinix holds it with ' || f.vendor_errors || ' error(s), status '
+                                    || coalesce(f.vendor_status, '(none)')
+                           WHEN f.vendor = 'equinix' AND upper(f.vendor_status) = 'FAILED'
+                               THEN 'Equinix holds it with status FAILED'
+                           WHEN f.vendor = 'equinix' AND (f.body ->> 'subscriptionId') IS NOT NULL
+                                AND f.vendor_status IS NOT NULL AND upper(f.vendor_status) <> 'OK'
+                               THEN 'Equinix holds it with status ' || f.vendor_status
+                           WHEN f.vendor = 'thingspace' AND lower(f.vendor_status) LIKE 'fail%'
+                               THEN 'ThingSpace says its last delivery failed ('
+                                    || coalesce(f.configuration_failures, 0) || ' configuration, '
+                                    || coalesce(f.network_failures, 0) || ' network, '
+                                    || coalesce(f.stream_failures, 0) || ' stream failures)'
+                       END AS failure
+                FROM facts AS f
+            )
+            SELECT vendor, connection, stream, subscription_id, name,
+                   CASE
+                       WHEN failure IS NOT NULL THEN 'failing'
+                       WHEN last_event_at IS NULL THEN 'not-started'
+                       WHEN date_diff('millisecond', last_event_at, now_at) / 1000.0 >= silent_s THEN 'silent'
+                       WHEN date_diff('millisecond', last_event_at, now_at) / 1000.0 >= late_s
+                            OR lag_p95_s > late_s THEN 'late'
+                       ELSE 'flowing'
+                   END AS status,
+                   last_event_at, events_1h, events_24h,
+                   round(lag_p50_s, 3) AS lag_p50_s, round(lag_p95_s, 3) AS lag_p95_s,
+                   CASE
+                       WHEN lag_p50_s IS NOT NULL THEN NULL
+                       WHEN last_event_at IS NULL THEN 'no events yet'
+                       WHEN vendor = 'dma' THEN 'DMA notifications carry no occurrence time'
+                       ELSE 'these events carry no occurrence time'
+                   END AS lag_note,
+                   gaps, missed_events, resyncs, quarantined, vendor_status, vendor_errors,
+                   configuration_failures, network_failures, stream_failures, expires_at, failure
+            FROM judged
+            ORDER BY CASE status WHEN 'failing' THEN 0 WHEN 'silent' THEN 1 WHEN 'late' THEN 2
+                                 WHEN 'not-started' THEN 3 ELSE 4 END,
+                     vendor, connection, stream, subscription_id;
+        CREATE VIEW stream_health AS SELECT * FROM stream_health_by(NULL, 900, 3600);
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
