@@ -306,7 +306,7 @@ MIGRATIONS: list[Migration] = [
             subs AS (  -- what delivers events: not Stream's flags and segments, ThingSpace's targets or a
                        -- ThingSpace subscription switched off (disabled)
                 SELECT s.vendor, s.account, s.subscription_id, s.name, s.kind, s.status AS held_status,
-                       s.expires_at, b.body,
+                       s.detail AS held_detail, s.expires_at, b.body,
                        CASE WHEN s.vendor = 'thingspace' THEN coalesce((b.body ->> 'streamkind'), s.kind)
                             ELSE s.subscription_id END AS key
                 FROM current_subscriptions AS s
@@ -366,7 +366,7 @@ MIGRATIONS: list[Migration] = [
                        coalesce(s.account, e.account) AS connection,
                        coalesce(e.stream, CASE WHEN s.vendor = 'thingspace' THEN s.key END) AS stream,
                        coalesce(s.subscription_id, e.subscription_id) AS subscription_id,
-                       s.name, s.held_status, s.expires_at, s.body, s.vendor IS NOT NULL AS subscribed,
+                       s.name, s.held_status, s.held_detail, s.expires_at, s.body, s.vendor IS NOT NULL AS subscribed,
                        e.last_event_at, coalesce(e.events_1h, 0) AS events_1h,
                        coalesce(e.events_24h, 0) AS events_24h, e.lag_p50_s, e.lag_p95_s
                 FROM ev AS e
@@ -403,8 +403,8 @@ MIGRATIONS: list[Migration] = [
             judged AS (
                 SELECT f.*,
                        CASE
-                           WHEN f.held_status IN ('failed', 'expired')
-                               THEN 'the subscription is ' || f.held_status
+                           WHEN f.held_status = 'failed' THEN coalesce(f.held_detail, 'the subscription failed')
+                           WHEN f.held_status = 'expired' THEN 'the subscription expired'
                            WHEN f.expires_at IS NOT NULL AND f.expires_at <= f.now_at
                                THEN 'the subscription expired at ' || strftime(f.expires_at, '%Y-%m-%dT%H:%M:%SZ')
                            WHEN f.vendor = 'equinix' AND f.vendor_errors > 0

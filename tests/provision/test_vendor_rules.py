@@ -313,6 +313,10 @@ equinix:
     assert "refused subscription" in (failed.detail or "") and "status FAILED" in (failed.detail or "")
     if api == "streams":
         assert "IBX_NOT_ALLOWED: PA4 is not on the account" in (failed.detail or "")
+    # what the vendor holds is on record as failed: stream_health says so, with the vendor's words
+    [health] = store.query("SELECT * FROM stream_health").to_dict("records")
+    assert health["status"] == "failing" and health["name"] == "org-stream", health
+    assert "refused subscription" in health["failure"] and health["vendor_status"] == "FAILED"
 
     # what the vendor holds (and refused) is seen by the next plan, and by the audit, as drift
     again = plan_connection(adapter(), known_from_store(store))
@@ -333,3 +337,5 @@ equinix:
     store.record_versions(versions(outcomes))
     assert [o.result for o in outcomes if o.action == "update"] == ["updated"]
     assert plan_connection(adapter(), known_from_store(store)).exit_code == 0
+    [health] = store.query("SELECT * FROM stream_health").to_dict("records")
+    assert health["status"] == "not-started" and health["failure"] is None, health  # accepted, no events yet

@@ -36,10 +36,11 @@ from streamkeeper.vendors.equinix import (
     StreamingSubscriptionRequest,
     StreamsSubscription,
     StreamsSubscriptionRequest,
+    SubscriptionRefused,
     accepted,
     problem,
 )
-from streamkeeper.vendors.http import NotFound
+from streamkeeper.vendors.http import NotFound, redact
 
 _GONE = frozenset({"DELETED", "DELETE_IN_PROGRESS"})
 ORG_KEY = "organisation"
@@ -231,6 +232,20 @@ class EquinixAdapter(Adapter):
             return self.outcome(change, "adopted", *adopted)
         if change.action == "delete":
             return self.outcome(change, "deleted", self._delete(change))
+        try:
+            return self._write(change, adopted)
+        except SubscriptionRefused as exc:
+            # the vendor holds it, refused: on record as failed (stream_health shows it failing, the next
+            # plan matches it by id), and the change fails naming the vendor's errors
+            held = exc.subscription
+            held_id = getattr(held, "subscription_id", None) or getattr(held, "id", None)
+            if held_id is None:
+                raise
+            kind = "created" if change.action == "create" else "updated"
+            row = self._row(kind, change, held_id, held, status="failed", detail=redact(str(exc)))
+            return self.outcome(change, "failed", *adopted, row, detail=redact(str(exc)))
+
+    def _write(self, change: Change, adopted: list[SubscriptionVersion]) -> Outcome:
         spec = self._specs[change.name or ""]
         request = self._request(spec, with_secret=True)
         if change.action == "create":
@@ -269,11 +284,24 @@ class EquinixAdapter(Adapter):
         return self.version("deleted", change, a.id, a.observed, kind=self.api)
 
     def _row(
-        self, kind: Any, change: Change, sub_id: str, sub: StreamsSubscription | StreamingSubscription
+        self,
+        kind: Any,
+        change: Change,
+        sub_id: str,
+        sub: StreamsSubscription | StreamingSubscription,
+        *,
+        status: str | None = None,
+        detail: str | None = None,
     ) -> SubscriptionVersion:
         observed = sub.model_dump(mode="json", by_alias=True, exclude_none=True)
         return self.version(
-            kind, change, sub_id, observed, kind=self.api, status=(sub.status or "").lower() or None
+            kind,
+            change,
+            sub_id,
+            observed,
+            kind=self.api,
+            status=status or (sub.status or "").lower() or None,
+            detail=detail,
         )
 
 
