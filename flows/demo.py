@@ -9,7 +9,7 @@ example spec names, credentials blocks) and then runs the flows as a user would:
 4. the vendors send events (PubNub, DMA notifications, ThingSpace streamrest, Stream webhooks, Equinix
    webhooks over mutual TLS and its pull feed), and ingest-events loads them, each delivery once;
 5. audit-subscriptions, twice: the second audit of unchanged subscriptions costs 304s;
-6. a summary read back from DuckDB.
+6. a summary read back from DuckDB, ending with each stream's health (`stream_health`).
 
 The steps are functions of a `Stage` (the running emulators, the credentials they accept, the receiver, the
 spec, the landing area and the history store), so tests run the same steps with other credentials, block
@@ -482,6 +482,10 @@ def _report(store: HistoryStore, echo: Echo) -> None:
         "events per vendor and stream": "SELECT vendor, stream, count(*) AS events FROM events GROUP BY ALL ORDER BY ALL",
         "onboarding steps": "SELECT status, count(*) AS steps FROM onboarding_steps GROUP BY 1 ORDER BY 1",
         "token events": "SELECT vendor, event, count(*) AS n FROM token_events GROUP BY ALL ORDER BY ALL",
+        "stream health (streamkeeper report stream_health)": """
+            SELECT vendor, connection, coalesce(name, stream) AS stream, status, events_24h,
+                   lag_p50_s, lag_p95_s, coalesce(lag_note, '') AS lag_note
+            FROM stream_health""",
     }
     for title, sql in sections.items():
         frame = store.query(sql)
