@@ -103,9 +103,7 @@ def export_table(
         except Exception as exc:  # duckdb's IOException and the like: one line naming the file
             raise ConfigError(f"--out {target}: {str(exc).splitlines()[0]}") from None
     rows = int(found[0][0]) if found and found[0] else 0
-    return ExportResult(
-        table=table, format=fmt, out=target, rows=rows, since=since, time_column=time_column
-    )
+    return ExportResult(table=table, format=fmt, out=target, rows=rows, since=since, time_column=time_column)
 
 
 def _time_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:

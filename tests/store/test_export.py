@@ -24,7 +24,7 @@ def load(store: HistoryStore, ids: list[str]) -> None:
             vendor="plt",
             stream="s1",
             event_id=i,
-            payload={"id": i, "text": "a, \"quoted\"\nline"},
+            payload={"id": i, "text": 'a, "quoted"\nline'},
             occurred_at=T0,
             received_at=T0 + timedelta(seconds=1),
         )
@@ -83,7 +83,14 @@ def test_the_command_writes_and_says_so_and_refuses_bad_input_in_one_line(
 
     bad = {
         ("export", "evnts", "--out", str(out)): "error: unknown table 'evnts': choose one of ",
-        ("export", "events", "--out", str(out), "--since", "last week"): "error: --since 'last week': expected",
+        (
+            "export",
+            "events",
+            "--out",
+            str(out),
+            "--since",
+            "last week",
+        ): "error: --since 'last week': expected",
         ("export", "events", "--out", str(out), "--format", "xlsx"): "error: unknown format 'xlsx'",
         ("export", "events", "--out", str(tmp_path / "no" / "x.csv")): "error: --out ",
     }
