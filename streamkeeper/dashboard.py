@@ -37,6 +37,14 @@ MOST_STREAMS = 20
 MOST_TICKS = 500
 """Refresh runs drawn at most (an every-minute schedule over a day would be 1,440 markers)."""
 CONFIG = {"displaylogo": False, "responsive": True}
+TOKEN_COLOURS = {
+    "failed": "#d62728",
+    "issued": "#2ca02c",
+    "refreshed": "#1f77b4",
+    "rotated": "#17becf",
+    "renewed": "#9467bd",
+}
+"""A failure red, every kind of renewal a colour of its own that is not."""
 
 
 class RefreshSchedule(BaseModel):
@@ -375,7 +383,7 @@ def tokens_chart(frame: pd.DataFrame, days: int) -> Chart:
             go.Scatter(
                 x=rows["at"], y=rows["token"], mode="markers", name=str(event),
                 marker={"size": 11 if failed else 9, "symbol": "x" if failed else "circle",
-                        **({"color": "#d62728"} if failed else {})},
+                        "color": TOKEN_COLOURS.get(str(event), "#7f7f7f")},
                 text=str(event) + expires + "<br>" + detail, hovertemplate="%{y}: %{text}<extra></extra>",
             )  # fmt: skip
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,7 @@ def seed(store: HistoryStore, now: datetime | None = None) -> datetime:
         for vendor, stream, every, lag in (("plt", "locations", 1, 0.4), ("dma", "conferences", 3, 2.5))
         for h in range(0, HOURS, every)
         for at in [now - timedelta(hours=h, minutes=5)]
-        for n in range(1 + h % 4)
+        for n in range(1 + round(3 + 3 * math.sin(2 * math.pi * h / 24)))  # busier by day
     ]
     store.load_events(pd.DataFrame(events))
     store.record_api_calls(
