@@ -319,7 +319,9 @@ def run_demo(echo: Echo = print) -> None:
             run_steps(stage, echo)
     _report(store, echo)
     echo("")
-    echo(f"dashboard: {dashboard} (open it in a browser; `streamkeeper dashboard --out FILE` writes it again)")
+    echo(
+        f"dashboard: {dashboard} (open it in a browser; `streamkeeper dashboard --out FILE` writes it again)"
+    )
 
 
 def run_steps(stage: Stage, echo: Echo) -> None:

@@ -105,7 +105,9 @@ def refresh_schedule(path: Path | None = None) -> RefreshSchedule | None:
         except CronSimError as exc:
             raise ConfigError(f"{file}: {REFRESH_DEPLOYMENT} cron {schedule.cron!r}: {exc}") from None
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"{file}: {REFRESH_DEPLOYMENT} timezone {schedule.timezone!r} is unknown") from None
+            raise ConfigError(
+                f"{file}: {REFRESH_DEPLOYMENT} timezone {schedule.timezone!r} is unknown"
+            ) from None
         return schedule
     return None
 
@@ -245,41 +247,57 @@ def expiries_chart(frame: pd.DataFrame, schedule: RefreshSchedule | None, now: d
             ys += [row.label, row.label, None]
         figure.add_trace(
             go.Scatter(
-                x=xs, y=ys, mode="lines", name="refresh window", line={"width": 8, "color": "#c6dbef"},
+                x=xs,
+                y=ys,
+                mode="lines",
+                name="refresh window",
+                line={"width": 8, "color": "#c6dbef"},
                 hoverinfo="skip",
-            )  # fmt: skip
+            )
         )
     at_risk = [_missed(e.to_pydatetime(), ticks, schedule, now) for e in frame["expires_at"]]
     frame = frame.assign(at_risk=at_risk)
     for vendor, rows in frame[~frame["at_risk"]].groupby("vendor", sort=True):
         figure.add_trace(
             go.Scatter(
-                x=rows["expires_at"], y=rows["label"], mode="markers", name=f"{vendor} expiry",
-                marker={"size": 9}, customdata=rows[["subscription_id"]],
+                x=rows["expires_at"],
+                y=rows["label"],
+                mode="markers",
+                name=f"{vendor} expiry",
+                marker={"size": 9},
+                customdata=rows[["subscription_id"]],
                 hovertemplate="%{y}<br>id %{customdata[0]}<br>expires %{x}<extra></extra>",
-            )  # fmt: skip
+            )
         )
     risky = frame[frame["at_risk"]]
     if not risky.empty:
         figure.add_trace(
             go.Scatter(
-                x=risky["expires_at"], y=risky["label"], mode="markers", name="expires before a refresh",
+                x=risky["expires_at"],
+                y=risky["label"],
+                mode="markers",
+                name="expires before a refresh",
                 marker={"size": 12, "symbol": "x", "color": "#d62728"},
-            )  # fmt: skip
+            )
         )
     if ticks:
         figure.add_trace(
             go.Scatter(
-                x=ticks, y=["refresh-subscriptions runs"] * len(ticks), mode="markers",
-                name="scheduled refresh run", marker={"symbol": "line-ns-open", "size": 14, "color": "#444"},
-            )  # fmt: skip
+                x=ticks,
+                y=["refresh-subscriptions runs"] * len(ticks),
+                mode="markers",
+                name="scheduled refresh run",
+                marker={"symbol": "line-ns-open", "size": 14, "color": "#444"},
+            )
         )
     figure.add_vline(x=now, line_dash="dot", line_color="#888")
     chart.figure = _layout(figure, "", height=max(320, 26 * (len(frame) + 2)))
     return chart
 
 
-def _missed(expires: datetime, ticks: list[datetime], schedule: RefreshSchedule | None, now: datetime) -> bool:
+def _missed(
+    expires: datetime, ticks: list[datetime], schedule: RefreshSchedule | None, now: datetime
+) -> bool:
     """True when no scheduled run falls between the moment `expires` comes within reach and the expiry."""
     if schedule is None or expires <= now:
         return expires <= now  # already expired
@@ -290,7 +308,9 @@ def _missed(expires: datetime, ticks: list[datetime], schedule: RefreshSchedule 
 
 def events_chart(frame: pd.DataFrame, days: int) -> Chart:
     chart = Chart(
-        "events", f"Events per hour per stream, last {days} days", "Events loaded per vendor stream, by the hour received."
+        "events",
+        f"Events per hour per stream, last {days} days",
+        "Events loaded per vendor stream, by the hour received.",
     )
     if frame.empty:
         chart.empty = f"No event received in the last {days} days (ingest-events loads them)."
@@ -325,9 +345,13 @@ def lag_chart(frame: pd.DataFrame, days: int) -> Chart:
     for column, name in (("p50", "median"), ("p95", "95th percentile")):
         figure.add_trace(
             go.Bar(
-                x=frame[column], y=frame["stream"], orientation="h", name=name, customdata=frame[["events"]],
+                x=frame[column],
+                y=frame["stream"],
+                orientation="h",
+                name=name,
+                customdata=frame[["events"]],
                 hovertemplate="%{y}: %{x:.2f} s (%{customdata[0]} events)<extra>" + name + "</extra>",
-            )  # fmt: skip
+            )
         )
     figure.update_layout(barmode="group", xaxis_title="seconds")
     chart.figure = _layout(figure, "", height=max(320, 40 * len(frame) + 80))
@@ -354,11 +378,14 @@ def drift_chart(frame: pd.DataFrame, days: int) -> Chart:
     if not failed.empty:
         figure.add_trace(
             go.Scatter(
-                x=failed["finished_at"], y=[0] * len(failed), mode="markers", name="audit failed",
+                x=failed["finished_at"],
+                y=[0] * len(failed),
+                mode="markers",
+                name="audit failed",
                 marker={"symbol": "x", "size": 11, "color": "#d62728"},
                 text=failed["connection"] + ": " + failed["error"].astype(str).str.slice(0, 120),
                 hovertemplate="%{text}<extra></extra>",
-            )  # fmt: skip
+            )
         )
     chart.figure = _layout(figure, "findings")
     return chart
@@ -377,15 +404,24 @@ def tokens_chart(frame: pd.DataFrame, days: int) -> Chart:
     figure = go.Figure()
     for event, rows in frame.groupby("event", sort=True):
         failed = event == "failed"
-        expires = rows["expires_at"].map(lambda v: "" if pd.isna(v) else f"<br>expires {v:%Y-%m-%d %H:%M} UTC")
+        expires = rows["expires_at"].map(
+            lambda v: "" if pd.isna(v) else f"<br>expires {v:%Y-%m-%d %H:%M} UTC"
+        )
         detail = rows["detail"].fillna("").astype(str).str.slice(0, 120)
         figure.add_trace(
             go.Scatter(
-                x=rows["at"], y=rows["token"], mode="markers", name=str(event),
-                marker={"size": 11 if failed else 9, "symbol": "x" if failed else "circle",
-                        "color": TOKEN_COLOURS.get(str(event), "#7f7f7f")},
-                text=str(event) + expires + "<br>" + detail, hovertemplate="%{y}: %{text}<extra></extra>",
-            )  # fmt: skip
+                x=rows["at"],
+                y=rows["token"],
+                mode="markers",
+                name=str(event),
+                marker={
+                    "size": 11 if failed else 9,
+                    "symbol": "x" if failed else "circle",
+                    "color": TOKEN_COLOURS.get(str(event), "#7f7f7f"),
+                },
+                text=str(event) + expires + "<br>" + detail,
+                hovertemplate="%{y}: %{text}<extra></extra>",
+            )
         )
     chart.figure = _layout(figure, "", height=max(320, 30 * frame["token"].nunique() + 120))
     return chart
@@ -405,10 +441,15 @@ def errors_chart(frame: pd.DataFrame, days: int) -> Chart:
         rate = 100.0 * rows["errors"] / rows["calls"]
         figure.add_trace(
             go.Scatter(
-                x=rows["hour"], y=rate, mode="lines+markers", name=str(vendor),
+                x=rows["hour"],
+                y=rate,
+                mode="lines+markers",
+                name=str(vendor),
                 customdata=rows[["errors", "calls"]],
-                hovertemplate="%{y:.1f}% (%{customdata[0]} of %{customdata[1]} calls)<extra>" + str(vendor) + "</extra>",
-            )  # fmt: skip
+                hovertemplate="%{y:.1f}% (%{customdata[0]} of %{customdata[1]} calls)<extra>"
+                + str(vendor)
+                + "</extra>",
+            )
         )
     figure.update_yaxes(rangemode="tozero")
     chart.figure = _layout(figure, "% of calls failed")
@@ -467,14 +508,14 @@ def render(board: Dashboard) -> str:
             inline = False
         parts.append(
             f'<section class="chart" id="{chart.key}" data-chart="{chart.key}" data-points="{chart.points}">'
-            f"<h2>{html.escape(chart.title)}</h2><p class=\"about\">{html.escape(chart.about)}</p>{body}</section>"
+            f'<h2>{html.escape(chart.title)}</h2><p class="about">{html.escape(chart.about)}</p>{body}</section>'
         )
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in board.headline.items()
     )
     nothing = "" if board.drawn else '<p class="empty">No data in the history store yet.</p>'
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>streamkeeper dashboard</title>"
         f"<style>{STYLE}</style></head><body>"
         "<h1>streamkeeper dashboard</h1>"

@@ -20,18 +20,29 @@ def seed(store: HistoryStore, now: datetime | None = None) -> datetime:
     store.record_versions(
         [
             SubscriptionVersion(
-                vendor="dma", account="dma-prod", subscription_id=f"sub-{i}", name=f"conf-{i}",
-                change="refreshed", status="active", expires_at=now + timedelta(hours=hours),
-            )  # fmt: skip
+                vendor="dma",
+                account="dma-prod",
+                subscription_id=f"sub-{i}",
+                name=f"conf-{i}",
+                change="refreshed",
+                status="active",
+                expires_at=now + timedelta(hours=hours),
+            )
             for i, hours in enumerate([-1, 0.5, 3, 12, 25])
         ]
     )
     events = [
         {
-            "vendor": vendor, "stream": stream, "event_id": f"{stream}-{h}-{n}", "subscription_id": None,
-            "account": "a", "event_type": "update", "occurred_at": at - timedelta(seconds=lag + n),
-            "received_at": at, "payload": {"n": n},
-        }  # fmt: skip
+            "vendor": vendor,
+            "stream": stream,
+            "event_id": f"{stream}-{h}-{n}",
+            "subscription_id": None,
+            "account": "a",
+            "event_type": "update",
+            "occurred_at": at - timedelta(seconds=lag + n),
+            "received_at": at,
+            "payload": {"n": n},
+        }
         for vendor, stream, every, lag in (("plt", "locations", 1, 0.4), ("dma", "conferences", 3, 2.5))
         for h in range(0, HOURS, every)
         for at in [now - timedelta(hours=h, minutes=5)]
@@ -41,10 +52,15 @@ def seed(store: HistoryStore, now: datetime | None = None) -> datetime:
     store.record_api_calls(
         [
             ApiCall(
-                vendor=vendor, operation="op", method="GET", path="/x", latency_ms=12.0, attempt=1,
+                vendor=vendor,
+                operation="op",
+                method="GET",
+                path="/x",
+                latency_ms=12.0,
+                attempt=1,
                 status=503 if (h + n) % 9 == 0 and vendor == "equinix" else 200,
                 called_at=now - timedelta(hours=h, minutes=n),
-            )  # fmt: skip
+            )
             for vendor in ("dma", "equinix")
             for h in range(0, HOURS, 6)
             for n in range(3)
@@ -53,12 +69,23 @@ def seed(store: HistoryStore, now: datetime | None = None) -> datetime:
     store.record_token_events(
         [
             TokenEvent(
-                vendor="stream", account="stream-prod", event="rotated", at=now - timedelta(hours=h),
+                vendor="stream",
+                account="stream-prod",
+                event="rotated",
+                at=now - timedelta(hours=h),
                 expires_at=now - timedelta(hours=h) + timedelta(hours=2),
-            )  # fmt: skip
+            )
             for h in range(0, HOURS, 12)
         ]
-        + [TokenEvent(vendor="equinix", account="eqx", event="failed", detail="HTTP 401", at=now - timedelta(hours=30))]
+        + [
+            TokenEvent(
+                vendor="equinix",
+                account="eqx",
+                event="failed",
+                detail="HTTP 401",
+                at=now - timedelta(hours=30),
+            )
+        ]
     )
     with store.writer() as con:
         for day in range(7):

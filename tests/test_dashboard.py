@@ -121,7 +121,11 @@ def test_the_refresh_schedule_comes_from_prefect_yaml_and_decides_what_is_at_ris
     store.record_versions(
         [
             SubscriptionVersion(
-                vendor="dma", account="a", subscription_id=name, name=name, change="created",
+                vendor="dma",
+                account="a",
+                subscription_id=name,
+                name=name,
+                change="created",
                 expires_at=now + timedelta(minutes=minutes),
             )  # fmt: skip
             for name, minutes in (("missed", 300), ("caught", 350), ("far", 2170))
@@ -155,7 +159,9 @@ def test_bad_arguments_are_one_line_errors(
         "deployments file not found",
     )
     bad = tmp_path / "prefect.yaml"
-    bad.write_text("deployments:\n  - name: refresh-subscriptions\n    schedules:\n      - cron: '61 * * * *'\n")
+    bad.write_text(
+        "deployments:\n  - name: refresh-subscriptions\n    schedules:\n      - cron: '61 * * * *'\n"
+    )
     one_error(capsys, ["dashboard", "--out", out, "--db", str(db), "--deployments", str(bad)], "'61 * * * *'")
     assert not Path(out).exists()
 

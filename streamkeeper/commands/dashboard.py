@@ -13,12 +13,16 @@ def register(app: typer.Typer) -> None:
 
 
 def dashboard(
-    out: Annotated[Path, typer.Option("--out", help="The HTML file to write (its folder is made when missing).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="The HTML file to write (its folder is made when missing).")
+    ],
     days: Annotated[int, typer.Option(help="Show the last this many days (1 to 90).")] = 7,
     db: Annotated[Path | None, typer.Option(help="History store file (default $STREAMKEEPER_DB).")] = None,
     deployments: Annotated[
         Path | None,
-        typer.Option(help="prefect.yaml to read refresh-subscriptions' schedule from (default the project's)."),
+        typer.Option(
+            help="prefect.yaml to read refresh-subscriptions' schedule from (default the project's)."
+        ),
     ] = None,
 ) -> None:
     """Write one self-contained HTML page of charts over the history store: subscription expiries against the

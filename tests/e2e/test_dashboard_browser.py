@@ -130,7 +130,9 @@ def test_every_chart_is_drawn_with_its_data_offline(browser: Browser, tmp_path: 
     assert browser.blocked == [], browser.blocked  # the page asked for nothing outside
 
 
-def test_an_empty_stores_page_opens_cleanly_and_says_there_is_no_data(browser: Browser, tmp_path: Path) -> None:
+def test_an_empty_stores_page_opens_cleanly_and_says_there_is_no_data(
+    browser: Browser, tmp_path: Path
+) -> None:
     db = tmp_path / "empty.duckdb"
     HistoryStore(db).query("SELECT 1")
     out = tmp_path / "empty.html"

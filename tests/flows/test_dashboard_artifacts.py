@@ -39,8 +39,10 @@ def check_artifacts(flow_run_id: Any, page: Path) -> None:
     assert link.type == "markdown" and f"]({page.resolve().as_uri()})" in link.data, link.data
     assert "6 of 6 charts with data" in (link.description or "")
     figures = artifacts["dashboard-figures"]
-    assert figures.type == "table" and "failed audits" in figures.data and str(page.resolve()) in (
-        figures.description or ""
+    assert (
+        figures.type == "table"
+        and "failed audits" in figures.data
+        and str(page.resolve()) in (figures.description or "")
     )
 
 
