@@ -10,7 +10,7 @@ example spec names, credentials blocks) and then runs the flows as a user would:
    webhooks over mutual TLS and its pull feed), and ingest-events loads them, each delivery once;
 5. audit-subscriptions, twice: the second audit of unchanged subscriptions costs 304s, and writes the
    dashboard (``.streamkeeper/dashboard.html``, linked from the run's artifacts);
-6. a summary read back from DuckDB, and the dashboard's path.
+6. a summary read back from DuckDB.
 
 The steps are functions of a `Stage` (the running emulators, the credentials they accept, the receiver, the
 spec, the landing area and the history store), so tests run the same steps with other credentials, block
@@ -318,10 +318,6 @@ def run_demo(echo: Echo = print) -> None:
         with open_stage(sandbox, Credentials(), landing, echo, dashboard_path=dashboard) as stage:
             run_steps(stage, echo)
     _report(store, echo)
-    echo("")
-    echo(
-        f"dashboard: {dashboard} (open it in a browser; `streamkeeper dashboard --out FILE` writes it again)"
-    )
 
 
 def run_steps(stage: Stage, echo: Echo) -> None:
@@ -480,7 +476,7 @@ def audit(stage: Stage, echo: Echo, round_: str = "first") -> AuditSummary:
     echo(f"audit-subscriptions ({round_}): {summary.line()}")
     if summary.dashboard is not None:
         page = summary.dashboard
-        echo(f"  dashboard written ({page.drawn} of {page.charts} charts with data)")
+        echo(f"dashboard: {page.path} ({page.drawn} of {page.charts} charts with data; open it in a browser)")
     return summary
 
 

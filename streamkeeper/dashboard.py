@@ -168,8 +168,27 @@ def build(
         tokens_chart(frames["tokens"], days),
         errors_chart(frames["errors"], days),
     ]
+    for chart in board.charts:
+        if chart.key in TIME_COLUMNS:
+            _time_axis(chart, frames[chart.key][TIME_COLUMNS[chart.key]], since, now)
     board.headline = headline(frames, now)
     return board
+
+
+TIME_COLUMNS = {"events": "hour", "drift": "finished_at", "tokens": "at", "errors": "hour"}
+"""The charts over time, and the column of each one's query that is its x axis."""
+
+
+def _time_axis(chart: Chart, times: pd.Series, since: datetime, now: datetime) -> None:
+    """The chart's time axis from an hour before its first point (at most the window's start) to now (or
+    its last point, when a vendor's clock runs ahead): plotly's own range would be a millisecond wide when
+    everything happened in one hour."""
+    if chart.figure is None or times.empty:
+        return
+    start = max(since, times.min().to_pydatetime() - timedelta(hours=1))
+    end = max(now, times.max().to_pydatetime())
+    pad = (end - start) * 0.03
+    chart.figure.update_xaxes(range=[start - pad, end + pad])
 
 
 QUERIES = {
@@ -335,7 +354,7 @@ def lag_chart(frame: pd.DataFrame, days: int) -> Chart:
         "lag",
         f"Delivery lag per stream, last {days} days",
         "Seconds from when the vendor says an event occurred to when it was received (events that carry "
-        "an occurrence time): median and 95th percentile.",
+        "an occurrence time): median and 95th percentile. Below zero: the vendor's clock runs ahead of ours.",
     )
     if frame.empty:
         chart.empty = f"No event with an occurrence time in the last {days} days."
