@@ -34,6 +34,8 @@ DEFAULT_DAYS = 7
 MAX_DAYS = 90
 MOST_STREAMS = 20
 """Streams drawn one by one in the events chart; the rest are summed into one line."""
+MOST_SUBSCRIPTIONS = 60
+"""Subscriptions drawn in the expiries chart (a row each), the soonest to expire."""
 MOST_TICKS = 500
 """Refresh runs drawn at most (an every-minute schedule over a day would be 1,440 markers)."""
 CONFIG = {"displaylogo": False, "responsive": True}
@@ -253,6 +255,9 @@ def expiries_chart(frame: pd.DataFrame, schedule: RefreshSchedule | None, now: d
     if frame.empty:
         chart.empty = "No live subscription with an expiry (provision-subscriptions records them)."
         return chart
+    if len(frame) > MOST_SUBSCRIPTIONS:
+        chart.about += f" The soonest {MOST_SUBSCRIPTIONS} of {len(frame)} are shown."
+        frame = frame.head(MOST_SUBSCRIPTIONS)
     frame = frame.assign(label=frame["vendor"] + "/" + frame["account"] + " " + frame["name"].astype(str))
     figure = go.Figure()
     end = max(frame["expires_at"].max().to_pydatetime(), now) + timedelta(hours=1)

@@ -142,6 +142,26 @@ def test_the_refresh_schedule_comes_from_prefect_yaml_and_decides_what_is_at_ris
     ticks = [t.strftime("%H:%M") for t in named["scheduled refresh run"].x]  # type: ignore[attr-defined]
     assert ticks[:3] == ["06:00", "12:00", "18:00"]
 
+    # many subscriptions: a row each for the soonest 60, and the chart says so
+    store.record_versions(
+        [
+            SubscriptionVersion(
+                vendor="dma",
+                account="b",
+                subscription_id=f"many-{i}",
+                name=f"many-{i:03}",
+                change="created",
+                expires_at=now + timedelta(minutes=400 + i),
+            )
+            for i in range(100)
+        ]
+    )
+    crowded = build(store, schedule=schedule, now=now).charts[0]
+    assert crowded.figure is not None and "The soonest 60 of 103 are shown." in crowded.about
+    rows = {y for t in crowded.figure.data for y in t.y if y is not None}  # type: ignore[attr-defined]
+    assert len(rows - {"refresh-subscriptions runs"}) == 60 and "dma/b many-057" in rows
+    assert "dma/b many-058" not in rows and "dma/a far" not in rows
+
 
 def test_bad_arguments_are_one_line_errors(
     seeded: tuple[Path, datetime], tmp_path: Path, capsys: pytest.CaptureFixture[str]
