@@ -9,7 +9,6 @@ says so instead. The store is only read (one read-only connection, like a report
 
 from __future__ import annotations
 
-import bisect
 import html
 import os
 import tempfile
@@ -261,7 +260,7 @@ def expiries_chart(frame: pd.DataFrame, schedule: RefreshSchedule | None, now: d
     frame = frame.assign(label=frame["vendor"] + "/" + frame["account"] + " " + frame["name"].astype(str))
     figure = go.Figure()
     end = max(frame["expires_at"].max().to_pydatetime(), now) + timedelta(hours=1)
-    ticks = schedule.ticks(now, end) if schedule else []
+    ticks = schedule.ticks(now, end, most=MOST_TICKS + 1) if schedule else []
     if schedule is not None:
         window = timedelta(seconds=schedule.within_seconds)
         xs: list[Any] = []
@@ -279,7 +278,7 @@ def expiries_chart(frame: pd.DataFrame, schedule: RefreshSchedule | None, now: d
                 hoverinfo="skip",
             )
         )
-    at_risk = [_missed(e.to_pydatetime(), ticks, schedule, now) for e in frame["expires_at"]]
+    at_risk = [_missed(e.to_pydatetime(), schedule, now) for e in frame["expires_at"]]
     frame = frame.assign(at_risk=at_risk)
     for vendor, rows in frame[~frame["at_risk"]].groupby("vendor", sort=True):
         figure.add_trace(
@@ -304,11 +303,14 @@ def expiries_chart(frame: pd.DataFrame, schedule: RefreshSchedule | None, now: d
                 marker={"size": 12, "symbol": "x", "color": "#d62728"},
             )
         )
+    if len(ticks) > MOST_TICKS:
+        chart.about += f" The first {MOST_TICKS} scheduled runs are drawn."
     if ticks:
+        drawn = ticks[:MOST_TICKS]
         figure.add_trace(
             go.Scatter(
-                x=ticks,
-                y=["refresh-subscriptions runs"] * len(ticks),
+                x=drawn,
+                y=["refresh-subscriptions runs"] * len(drawn),
                 mode="markers",
                 name="scheduled refresh run",
                 marker={"symbol": "line-ns-open", "size": 14, "color": "#444"},
@@ -319,15 +321,17 @@ def expiries_chart(frame: pd.DataFrame, schedule: RefreshSchedule | None, now: d
     return chart
 
 
-def _missed(
-    expires: datetime, ticks: list[datetime], schedule: RefreshSchedule | None, now: datetime
-) -> bool:
-    """True when no scheduled run falls between the moment `expires` comes within reach and the expiry."""
+def _missed(expires: datetime, schedule: RefreshSchedule | None, now: datetime) -> bool:
+    """True when it expired, or when no scheduled run falls between the moment `expires` comes within the
+    runs' reach (refresh_within_seconds before it) and the expiry itself."""
     if schedule is None or expires <= now:
-        return expires <= now  # already expired
+        return expires <= now
     reach = max(now, expires - timedelta(seconds=schedule.within_seconds))
-    i = bisect.bisect_left(ticks, reach)
-    return i >= len(ticks) or ticks[i] > expires
+    # CronSim yields the runs after its start: a run exactly at `reach` counts
+    first = next(
+        CronSim(schedule.cron, (reach - timedelta(seconds=1)).astimezone(ZoneInfo(schedule.timezone)))
+    )
+    return first.astimezone(UTC) > expires
 
 
 def events_chart(frame: pd.DataFrame, days: int) -> Chart:

@@ -142,6 +142,19 @@ def test_the_refresh_schedule_comes_from_prefect_yaml_and_decides_what_is_at_ris
     ticks = [t.strftime("%H:%M") for t in named["scheduled refresh run"].x]  # type: ignore[attr-defined]
     assert ticks[:3] == ["06:00", "12:00", "18:00"]
 
+    # a run exactly when an expiry comes within reach catches it; every minute, runs beyond the first 500
+    # are not drawn but still count: nothing is at risk three days out
+    exact = build(store, schedule=RefreshSchedule(cron="0 */6 * * *", within_seconds=1200), now=now).charts[0]
+    assert exact.figure is not None
+    exact_named = {t.name: t for t in exact.figure.data}  # type: ignore[attr-defined]
+    assert list(exact_named["expires before a refresh"].y) == ["dma/a missed", "dma/a far"]  # type: ignore[attr-defined]
+    assert "dma/a caught" in list(exact_named["dma expiry"].y)  # type: ignore[attr-defined]  # 06:20 - 20 min
+    minutely = build(store, schedule=RefreshSchedule(cron="* * * * *", within_seconds=120), now=now).charts[0]
+    assert minutely.figure is not None and "The first 500 scheduled runs are drawn." in minutely.about
+    minute_named = {t.name: t for t in minutely.figure.data}  # type: ignore[attr-defined]
+    assert "expires before a refresh" not in minute_named
+    assert len(minute_named["scheduled refresh run"].x) == 500  # type: ignore[attr-defined]
+
     # many subscriptions: a row each for the soonest 60, and the chart says so
     store.record_versions(
         [
