@@ -13,11 +13,13 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
 from flows.artifacts import connection, cut
+from flows.dashboard import publish_dashboard
 from flows.parameters import Text, existing_file, given
 from streamkeeper.audit import AuditResult, DriftFinding
 from streamkeeper.errors import StreamkeeperError
 from streamkeeper.spec import load_spec
 from tasks.audit import audit_vendor_connection
+from tasks.dashboard import DashboardPage
 
 ARTIFACT_ROWS = 500
 
@@ -31,6 +33,7 @@ class AuditSummary(BaseModel):
     audits: list[AuditResult] = Field(default_factory=list)
     healed: bool = False
     before_heal: list[AuditResult] = Field(default_factory=list)
+    dashboard: DashboardPage | None = None
 
     @property
     def findings(self) -> list[DriftFinding]:
@@ -51,7 +54,9 @@ class AuditSummary(BaseModel):
 
 
 @flow(name="audit-subscriptions", log_prints=True)
-def audit_subscriptions(spec_path: str, heal: bool = False, db_path: Text = None) -> AuditSummary:
+def audit_subscriptions(
+    spec_path: str, heal: bool = False, db_path: Text = None, dashboard_path: Text = None
+) -> AuditSummary:
     """Snapshot every connection of the spec at its vendor and report the drift.
 
     Args:
@@ -59,6 +64,8 @@ def audit_subscriptions(spec_path: str, heal: bool = False, db_path: Text = None
             is taken from the deployment's working directory.
         heal: Apply the spec when it drifted (provision-subscriptions, without prune), then audit again.
         db_path: History store file; empty: $STREAMKEEPER_DB, else data/streamkeeper.duckdb.
+        dashboard_path: Also write the dashboard (one HTML page of charts) to this file, linked from the
+            run's artifacts; empty: none. A relative path is taken from the deployment's working directory.
     """
     logger = get_run_logger()
     db_path = given(db_path)
@@ -73,6 +80,9 @@ def audit_subscriptions(spec_path: str, heal: bool = False, db_path: Text = None
         summary = AuditSummary(audits=_audit_all(spec_path, db_path), healed=True, before_heal=summary.audits)
         logger.info("after healing: %s", summary.line())
         _publish(summary)
+    if given(dashboard_path):
+        summary.dashboard = publish_dashboard(str(dashboard_path), db_path)
+        logger.info("dashboard: %s", summary.dashboard.path)
     if summary.failed:
         first = summary.failed[0]
         raise StreamkeeperError(

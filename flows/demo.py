@@ -8,7 +8,8 @@ example spec names, credentials blocks) and then runs the flows as a user would:
 3. refresh-subscriptions: extend the DMA subscriptions and renew the vendor tokens;
 4. the vendors send events (PubNub, DMA notifications, ThingSpace streamrest, Stream webhooks, Equinix
    webhooks over mutual TLS and its pull feed), and ingest-events loads them, each delivery once;
-5. audit-subscriptions, twice: the second audit of unchanged subscriptions costs 304s;
+5. audit-subscriptions, twice: the second audit of unchanged subscriptions costs 304s, and writes the
+   dashboard (``.streamkeeper/dashboard.html``, linked from the run's artifacts);
 6. a summary read back from DuckDB, ending with each stream's health (`stream_health`).
 
 The steps are functions of a `Stage` (the running emulators, the credentials they accept, the receiver, the
@@ -214,6 +215,8 @@ class Stage:
     receiver_url: str
     db_path: str | None = None
     """The history store; None: ``$STREAMKEEPER_DB`` or the default."""
+    dashboard_path: str | None = None
+    """Where the last audit writes the dashboard; None: no dashboard."""
 
     def block(self, vendor: str) -> str:
         """The name of a vendor's credentials block on this stage."""
@@ -231,6 +234,7 @@ def open_stage(
     receiver_port: int = RECEIVER_PORT,
     db_path: str | None = None,
     work_dir: Path | None = None,
+    dashboard_path: str | None = None,
 ) -> Iterator[Stage]:
     """Teach the emulators the credentials, save the blocks, start the receiver; stop it on the way out.
 
@@ -294,6 +298,7 @@ def open_stage(
             receiver=receiver_app.state.receiver,
             receiver_url=receiver.url,
             db_path=db_path,
+            dashboard_path=dashboard_path,
         )
     finally:
         secure.stop()
@@ -309,7 +314,8 @@ def run_demo(echo: Echo = print) -> None:
     with Sandbox.start(state_dir=streamkeeper_home() / "sandbox", stream={"auto_authorize": True}) as sandbox:
         for vendor, url in sandbox.urls().items():
             echo(f"sandbox   {vendor:<11} {url}")
-        with open_stage(sandbox, Credentials(), landing, echo) as stage:
+        dashboard = str(streamkeeper_home() / "dashboard.html")
+        with open_stage(sandbox, Credentials(), landing, echo, dashboard_path=dashboard) as stage:
             run_steps(stage, echo)
     _report(store, echo)
 
@@ -464,8 +470,13 @@ def ingest(stage: Stage, echo: Echo) -> IngestSummary:
 
 
 def audit(stage: Stage, echo: Echo, round_: str = "first") -> AuditSummary:
-    summary = audit_subscriptions(spec_path=str(stage.spec), db_path=stage.db_path)
+    """An audit; the second (last step of the demo) also writes the dashboard, when the stage has one."""
+    dashboard = stage.dashboard_path if round_ == "second" else None
+    summary = audit_subscriptions(spec_path=str(stage.spec), db_path=stage.db_path, dashboard_path=dashboard)
     echo(f"audit-subscriptions ({round_}): {summary.line()}")
+    if summary.dashboard is not None:
+        page = summary.dashboard
+        echo(f"dashboard: {page.path} ({page.drawn} of {page.charts} charts with data; open it in a browser)")
     return summary
 
 

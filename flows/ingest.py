@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field
 
 from blocks.equinix import EquinixCredentials
 from blocks.plt import PLTCredentials
+from flows.dashboard import publish_dashboard
 from flows.parameters import Names, Text, given
 from streamkeeper.errors import ConfigError, StreamkeeperError
 from streamkeeper.ingest import PubNubOptions, SourceReport
+from tasks.dashboard import DashboardPage
 from tasks.ingest import ingest_equinix, ingest_kinesis, ingest_landing, ingest_plt, ingest_sqs
 from tasks.store import history_store
 
@@ -35,6 +37,7 @@ class IngestSummary(BaseModel):
     sources: list[SourceReport] = Field(default_factory=list)
     counts: list[StreamCount] = Field(default_factory=list)
     failed: list[str] = Field(default_factory=list)
+    dashboard: DashboardPage | None = None
 
     @property
     def loaded(self) -> int:
@@ -64,6 +67,7 @@ def ingest_events(
     pubnub_idle_seconds: Annotated[float, Field(gt=0)] = 1.0,
     pubnub_max_seconds: Annotated[float, Field(gt=0)] = 30.0,
     db_path: Text = None,
+    dashboard_path: Text = None,
 ) -> IngestSummary:
     """Run one bounded drain per source, concurrently; then count the events per vendor and stream.
 
@@ -81,6 +85,8 @@ def ingest_events(
         pubnub_idle_seconds: Stop listening to PubNub after this long without a message (seconds).
         pubnub_max_seconds: Stop listening to PubNub after this long in any case (seconds).
         db_path: History store file; empty: $STREAMKEEPER_DB, else data/streamkeeper.duckdb.
+        dashboard_path: Also write the dashboard (one HTML page of charts) to this file, linked from the
+            run's artifacts; empty: none. A relative path is taken from the deployment's working directory.
     """
     logger = get_run_logger()
     aws_endpoint_url, aws_region = given(aws_endpoint_url), given(aws_region)
@@ -127,6 +133,9 @@ def ingest_events(
         logger.warning(
             "%d deliveries quarantined: see `streamkeeper report rejected_deliveries`", summary.quarantined
         )
+    if given(dashboard_path):
+        summary.dashboard = publish_dashboard(str(dashboard_path), db_path)
+        logger.info("dashboard: %s", summary.dashboard.path)
     if summary.failed:
         raise StreamkeeperError(f"{len(summary.failed)} source(s) failed; first: {summary.failed[0]}")
     return summary

@@ -107,10 +107,7 @@ def run_report(name: str, db: Path | str | None = None, params: dict[str, str] |
                 f"report {name!r} has no parameter --{key.replace('_', '-')} (parameters: {known})"
             )
         values[key] = declared[key].parse(text)
-    store = HistoryStore(db)
-    if store.settings.kind == "embedded" and not store.path.is_file():
-        # a read never creates a store: the path is probably mistyped (a lake's catalog says for itself)
-        raise StoreError(f"no history store at {store.path} (give --db or set $STREAMKEEPER_DB)")
+    store = existing_store(db)
     try:
         with store.reader() as con:
             return con.execute(report.sql, values).df() if values else con.execute(report.sql).df()
@@ -118,6 +115,15 @@ def run_report(name: str, db: Path | str | None = None, params: dict[str, str] |
         raise
     except Exception as exc:  # a broken report file is a config problem, not a crash
         raise ConfigError(f"report {name!r} failed: {str(exc).splitlines()[0]}") from None
+
+
+def existing_store(db: Path | str | None = None) -> HistoryStore:
+    """The history store `db` for reading: a missing embedded file is a `StoreError` (never created)."""
+    store = HistoryStore(db)
+    if store.settings.kind == "embedded" and not store.path.is_file():
+        # a read never creates a store: the path is probably mistyped (a lake's catalog says for itself)
+        raise StoreError(f"no history store at {store.path} (give --db or set $STREAMKEEPER_DB)")
+    return store
 
 
 def parse_options(args: list[str]) -> dict[str, str]:

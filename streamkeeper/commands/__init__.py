@@ -4,4 +4,4 @@ Each module defines ``register(app: typer.Typer) -> None`` and is listed in `MOD
 modules may import Prefect, but only inside the command functions (so ``--help`` stays fast).
 """
 
-MODULES = ("onboard", "provision", "audit", "ingest", "receive", "serve", "export")
+MODULES = ("onboard", "provision", "audit", "ingest", "receive", "serve", "export", "dashboard")

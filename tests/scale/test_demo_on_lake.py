@@ -85,6 +85,9 @@ def test_the_demo_on_ducklake_matches_the_demo_on_the_embedded_file(tmp_path: Pa
             assert on_lake.splitlines()[0].startswith("history store: ducklake:postgres:dbname=demo")
             assert summary(on_lake) == summary(on_file)
             assert "-- events per vendor and stream" in on_lake and "thingspace" in on_lake
+            for home, out in ((tmp_path / "embedded", on_file), (tmp_path / "lake", on_lake)):
+                page = home / "dashboard.html"  # the last audit's, in $STREAMKEEPER_HOME
+                assert f"dashboard: {page} (6 of 6 charts with data" in out and page.is_file(), out[-3000:]
             file_reports, lake_reports = (
                 reports(embedded, tmp_path / "embedded"),
                 reports(lake, tmp_path / "lake"),
