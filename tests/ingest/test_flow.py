@@ -33,7 +33,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 PULL = {
     "messageType": {"environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}]},
-    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example/eq"}},
+    # a closed loopback port: the emulator's pushes fail at once (no lookup of an outside name)
+    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://127.0.0.1:9/eq"}},
 }
 
 
