@@ -20,6 +20,7 @@ sys.dont_write_bytecode = False
 sys.pycache_prefix = str(_PYCACHE)  # what this process imports from here on fills the cache for the children
 
 import pytest  # noqa: E402  (after the bytecode settings above)
+from clikit import run_streamkeeper  # noqa: E402,F401  (a fixture: the CLI in this process)
 
 from streamkeeper.sandbox.base import SandboxServer, VendorSandbox  # noqa: E402
 from streamkeeper.sandbox.tls import TLSFiles, self_signed  # noqa: E402

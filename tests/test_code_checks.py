@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -21,6 +23,7 @@ def test_ruff_finds_nothing_to_fix_or_reformat() -> None:
     assert layout.returncode == 0, layout.stdout[-4000:]
 
 
+@pytest.mark.slow  # a fresh clone type-checks everything once: ~40 s
 def test_mypy_finds_no_type_error() -> None:
     # the cache lives under .pytest_cache: a fresh clone checks everything once (~40 s), later runs are quick
     cache = ROOT / ".pytest_cache" / "mypy"

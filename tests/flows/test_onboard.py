@@ -246,6 +246,7 @@ def run_small(sandbox: StreamSandbox, block: str, db_path: Path) -> Any:
     )
 
 
+@pytest.mark.slow  # a fault at each of the steps, a flow run each: ~20-40 s
 def test_a_failure_at_each_step_then_a_rerun_ends_with_one_of_everything(
     sandbox: StreamSandbox, block: str, db_path: Path
 ) -> None:

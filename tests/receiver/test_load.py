@@ -166,6 +166,7 @@ def sender(url: str, index: int, acked: list[tuple[str, str, str]], lock: thread
                 backoff.wait(0.05)
 
 
+@pytest.mark.slow  # a load test: receiver processes, SIGKILL, thousands of deliveries
 def test_every_acknowledged_delivery_lands_across_a_crash(
     receiver: ReceiverProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
