@@ -87,12 +87,12 @@ def dma_server(serve: Callable[..., SandboxServer], tls_files: TLSFiles) -> Sand
 @pytest.mark.parametrize(
     ("case", "needles"),
     [
-        # each a `streamkeeper refresh` process (a Prefect start and a flow run): one in the fast tier
-        pytest.param("unreachable", ["cannot connect"], marks=pytest.mark.slow),
+        ("unreachable", ["cannot connect"]),
         ("wrong-password", ["HTTP 401"]),
-        pytest.param("wrong-ca", ["not trusted"], marks=pytest.mark.slow),
+        ("wrong-ca", ["not trusted"]),
     ],
 )
+@pytest.mark.slow  # a `streamkeeper refresh` process each (a Prefect start and a flow run): ~5-20 s
 def test_refresh_bad_input_is_one_clear_line(
     case: str,
     needles: list[str],
@@ -114,6 +114,28 @@ def test_refresh_bad_input_is_one_clear_line(
     ).save(f"cli-{case}", overwrite=True)
     result = run_cli(["refresh", "--dma", f"cli-{case}"], harness_env)
     assert_one_line_error(result, *needles)
+    assert "S3NTINEL" not in result.stdout + result.stderr
+
+
+def test_refresh_with_a_wrong_password_is_one_clear_line_in_process(
+    prefect_api: None,
+    dma_server: SandboxServer,
+    tls_files: TLSFiles,
+    tmp_path: Path,
+    run_streamkeeper: RunStreamkeeper,
+) -> None:
+    # the fast tier's refresh through the CLI (the test above runs each case as a process, in the slow tier)
+    from prefect.settings import PREFECT_API_URL
+
+    DMACredentials(
+        base_url=dma_server.url + "/api/rest",
+        username="provisioner",
+        password=SecretStr("S3NTINEL-pw"),
+        ca_bundle=tls_files.cert_pem,
+    ).save("cli-in-process-wrong-password", overwrite=True)
+    env = in_process_env(tmp_path, str(PREFECT_API_URL.value()))
+    result = run_streamkeeper(["refresh", "--dma", "cli-in-process-wrong-password"], env=env)
+    assert_one_line_error(result, "HTTP 401")
     assert "S3NTINEL" not in result.stdout + result.stderr
 
 

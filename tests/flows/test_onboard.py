@@ -335,6 +335,7 @@ def test_a_paused_run_resumes_with_the_code_given_through_prefects_api(
     assert stored is not None and not sandbox.refresh_tokens[stored.get_secret_value()].used
 
 
+@pytest.mark.slow  # a flow run per mistake: ~10-25 s
 def test_mistakes_name_the_step_and_leave_a_row(sandbox: StreamSandbox, block: str, db_path: Path) -> None:
     # a bad field in the spec: nothing is called at all
     with pytest.raises(OnboardingError) as bad_spec:
