@@ -18,7 +18,7 @@ FIRST_PAUSE = 0.005
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float = DEADLINE, what: str = "condition", every: float = 0.2
+    condition: Callable[[], T], timeout: float = DEADLINE, what: str = "condition", every: float = 0.05
 ) -> T:
     """Poll `condition` until it returns something truthy, and return that; fail naming `what` after `timeout` s.
 
