@@ -20,6 +20,7 @@ sys.dont_write_bytecode = False
 sys.pycache_prefix = str(_PYCACHE)  # what this process imports from here on fills the cache for the children
 
 import pytest  # noqa: E402  (after the bytecode settings above)
+from clikit import run_streamkeeper  # noqa: E402,F401  (a fixture: the CLI in this process)
 
 from streamkeeper.sandbox.base import SandboxServer, VendorSandbox  # noqa: E402
 from streamkeeper.sandbox.tls import TLSFiles, self_signed  # noqa: E402
@@ -52,9 +53,21 @@ def serve() -> Iterator[Callable[..., SandboxServer]]:
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """Prefect's test harness (a temporary API and database), started once per session (~10 s)."""
+    from prefect.settings import (
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
+        PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED,
+        temporary_settings,
+    )
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    # No test reads Prefect events or automations from this API (the e2e tests start servers of their own,
+    # with every service on): its server neither stores events nor evaluates triggers, work a flow run
+    # otherwise costs on every state change. The harness passes these settings to its server process.
+    off = {
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
+        PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False,
+    }
+    with temporary_settings(updates=off), prefect_test_harness(server_startup_timeout=120):
         yield
 
 

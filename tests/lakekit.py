@@ -10,42 +10,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pollkit import free_port as free_port
+from pollkit import wait_for as wait_for  # both re-exported for the scale tests
 
 PG_BIN = Path(os.environ.get("STREAMKEEPER_PG_BIN", "/usr/lib/postgresql/15/bin"))
 S3_KEY_ID = "lake-test-key"
 S3_SECRET = "lake-test-secret"  # moto accepts any keys
 REGION = "us-east-1"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], deadline_s: float, what: str, every: float = 0.2) -> Any:
-    """Poll `condition` until it returns something truthy, or fail naming `what`."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def in_netns(netns: str | None, args: list[str]) -> list[str]:

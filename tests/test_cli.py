@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clikit import CliResult, RunStreamkeeper
 from pydantic import SecretStr
 
 from blocks.dma import DMACredentials
@@ -34,7 +36,16 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+def in_process_env(tmp_path: Path, prefect_api_url: str | None = None) -> dict[str, str | None]:
+    """`base_env` for a command run in this process: the same variables set, no Prefect home of its own."""
+    return {
+        "STREAMKEEPER_HOME": str(tmp_path / "home"),
+        "STREAMKEEPER_DB": str(tmp_path / "history.duckdb"),
+        "PREFECT_API_URL": prefect_api_url,
+    }
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str] | CliResult, *needles: str) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -43,17 +54,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
         assert needle in error_lines[0], error_lines[0]
 
 
-def test_usage_errors_need_no_server(tmp_path: Path) -> None:
-    env = base_env(tmp_path)
-    assert_one_line_error(run_cli(["connect", "acme"], env), "unknown vendor 'acme'", "dma")
+def test_usage_errors_need_no_server(tmp_path: Path, run_streamkeeper: RunStreamkeeper) -> None:
+    env = in_process_env(tmp_path)
+    run = functools.partial(run_streamkeeper, env=env)
+    assert_one_line_error(run(["connect", "acme"]), "unknown vendor 'acme'", "dma")
     assert_one_line_error(
-        run_cli(["connect", "dma", "--set", "password=hunter22"], env),
+        run(["connect", "dma", "--set", "password=hunter22"]),
         "secrets are not taken from the command line",
     )
-    assert_one_line_error(run_cli(["connect", "dma", "--set", "colour=blue"], env), "no such field")
-    assert_one_line_error(run_cli(["refresh", "--ttl", "100000"], env), "--ttl 100000")
-    assert_one_line_error(run_cli(["report", "nonsense"], env), "unknown report 'nonsense'")
-    missing = run_cli(["connect", "dma", "--set", "base_url=https://x.test"], env)
+    assert_one_line_error(run(["connect", "dma", "--set", "colour=blue"]), "no such field")
+    assert_one_line_error(run(["refresh", "--ttl", "100000"]), "--ttl 100000")
+    assert_one_line_error(run(["report", "nonsense"]), "unknown report 'nonsense'")
+    missing = run(["connect", "dma", "--set", "base_url=https://x.test"])
     assert_one_line_error(missing, "is required")
 
 
@@ -80,6 +92,7 @@ def dma_server(serve: Callable[..., SandboxServer], tls_files: TLSFiles) -> Sand
         ("wrong-ca", ["not trusted"]),
     ],
 )
+@pytest.mark.slow  # a `streamkeeper refresh` process each (a Prefect start and a flow run): ~5-20 s
 def test_refresh_bad_input_is_one_clear_line(
     case: str,
     needles: list[str],
@@ -104,11 +117,40 @@ def test_refresh_bad_input_is_one_clear_line(
     assert "S3NTINEL" not in result.stdout + result.stderr
 
 
-def test_connect_reads_secrets_from_the_environment(harness_env: dict[str, str], tmp_path: Path) -> None:
+def test_refresh_with_a_wrong_password_is_one_clear_line_in_process(
+    prefect_api: None,
+    dma_server: SandboxServer,
+    tls_files: TLSFiles,
+    tmp_path: Path,
+    run_streamkeeper: RunStreamkeeper,
+) -> None:
+    # the fast tier's refresh through the CLI (the test above runs each case as a process, in the slow tier)
+    from prefect.settings import PREFECT_API_URL
+
+    DMACredentials(
+        base_url=dma_server.url + "/api/rest",
+        username="provisioner",
+        password=SecretStr("S3NTINEL-pw"),
+        ca_bundle=tls_files.cert_pem,
+    ).save("cli-in-process-wrong-password", overwrite=True)
+    env = in_process_env(tmp_path, str(PREFECT_API_URL.value()))
+    result = run_streamkeeper(["refresh", "--dma", "cli-in-process-wrong-password"], env=env)
+    assert_one_line_error(result, "HTTP 401")
+    assert "S3NTINEL" not in result.stdout + result.stderr
+
+
+def test_connect_reads_secrets_from_the_environment(
+    prefect_api: None, tmp_path: Path, run_streamkeeper: RunStreamkeeper
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
     ca = tmp_path / "ca.pem"
     ca.write_text(self_signed(tmp_path / "tls").cert_pem)
-    env = {**harness_env, "STREAMKEEPER_DMA_PASSWORD": "S3NTINEL-env-secret"}
-    result = run_cli(
+    env = {
+        **in_process_env(tmp_path, str(PREFECT_API_URL.value())),
+        "STREAMKEEPER_DMA_PASSWORD": "S3NTINEL-env-secret",
+    }
+    result = run_streamkeeper(
         [
             "connect",
             "dma",
@@ -121,7 +163,7 @@ def test_connect_reads_secrets_from_the_environment(harness_env: dict[str, str],
             "--set",
             f"ca_bundle=@{ca}",
         ],
-        env,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "S3NTINEL" not in result.stdout + result.stderr

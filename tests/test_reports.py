@@ -92,6 +92,7 @@ def test_every_report_runs_and_parameters_are_typed(db_path: Path) -> None:
     assert (errors["calls"], errors["errors"], errors["not_modified"], errors["error_pct"]) == (4, 2, 1, 50.0)
 
 
+@pytest.mark.slow  # process-level: a writer process
 def test_reports_read_while_another_process_writes(db_path: Path) -> None:
     HistoryStore(db_path).query("SELECT 1")  # create and migrate
     writer = subprocess.Popen(

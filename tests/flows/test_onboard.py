@@ -246,6 +246,7 @@ def run_small(sandbox: StreamSandbox, block: str, db_path: Path) -> Any:
     )
 
 
+@pytest.mark.slow  # a fault at each of the steps, a flow run each: ~20-40 s
 def test_a_failure_at_each_step_then_a_rerun_ends_with_one_of_everything(
     sandbox: StreamSandbox, block: str, db_path: Path
 ) -> None:
@@ -334,6 +335,7 @@ def test_a_paused_run_resumes_with_the_code_given_through_prefects_api(
     assert stored is not None and not sandbox.refresh_tokens[stored.get_secret_value()].used
 
 
+@pytest.mark.slow  # a flow run per mistake: ~10-25 s
 def test_mistakes_name_the_step_and_leave_a_row(sandbox: StreamSandbox, block: str, db_path: Path) -> None:
     # a bad field in the spec: nothing is called at all
     with pytest.raises(OnboardingError) as bad_spec:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pollkit import wait_for
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_docstrings, parameter_schema
 from pydantic import SecretStr
@@ -134,13 +135,3 @@ def test_a_user_mistake_in_a_flow_run_is_one_log_line_naming_the_working_directo
     errors = [log.message for log in logs if log.level >= 40]
     assert errors == [expected]  # one line, and no "Engine execution exited with unexpected exception"
     assert not [log.message for log in logs if "Traceback" in log.message]
-
-
-def wait_for(condition: Any, deadline_s: float = 30) -> Any:
-    import time
-
-    deadline = time.monotonic() + deadline_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return value

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -32,6 +30,7 @@ from fuzzkit import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from pollkit import free_port, wait_for
 
 from streamkeeper.ingest import load_landing
 from streamkeeper.store import HistoryStore
@@ -125,12 +124,6 @@ def stray_request() -> st.SearchStrategy[tuple[str, str, list[tuple[bytes, bytes
 requests = st.one_of(dma_request(), thingspace_request(), stream_request(), stray_request())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def peak_rss(pid: int) -> int:
     """The process's peak resident set (VmHWM), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -176,16 +169,15 @@ def test_no_request_gets_a_5xx_and_every_acknowledged_delivery_loads(tmp_path: P
     acknowledged: set[tuple[str, str]] = set()
     statuses: dict[int, int] = {}
     try:
-        deadline = time.monotonic() + 90
-        while True:
+
+        def healthy() -> bool:
             assert proc.poll() is None, log.read_text()
             try:
-                if client.get("/healthz").status_code == 200:
-                    break
+                return client.get("/healthz").status_code == 200
             except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the receiver did not start"
-            time.sleep(0.05)
+                return False
+
+        wait_for(healthy, 90, "the receiver to start")
 
         @FUZZ
         @given(request=requests)

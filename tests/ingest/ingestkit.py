@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from pollkit import wait_for as wait_for  # re-exported for the ingest tests
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_AWS = {
@@ -19,15 +19,6 @@ FAKE_AWS = {
 }
 REGION = "us-east-1"
 DEADLINE = 30.0
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "condition") -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.01)
 
 
 def unique(prefix: str) -> str:

@@ -22,7 +22,8 @@ PULL = {
         "power": [{"accountNumber": "116710", "ibx": ["LD9", "LD5"]}],
         "systemAlert": [{"accountNumber": "116710", "ibx": ["LD9"]}],  # doc: heartbeats come with alerts
     },
-    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example/eq"}},
+    # a closed loopback port: the emulator's pushes fail at once (no lookup of an outside name)
+    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://127.0.0.1:9/eq"}},
 }
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
 import pytest
+from clikit import RunStreamkeeper
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -84,54 +82,36 @@ def test_bad_parameters_and_missing_blocks_are_clear(sandbox: Sandbox, tmp_path:
     assert "equinix block 'pv-nowhere' not found" in str(info.value)
 
 
-def test_cli_plan_exit_codes_and_apply(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_cli_plan_exit_codes_and_apply(
+    sandbox: Sandbox, tmp_path: Path, run_streamkeeper: RunStreamkeeper
+) -> None:
     from prefect.settings import PREFECT_API_URL
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "STREAMKEEPER_"))}
-    env.update(
-        STREAMKEEPER_HOME=str(tmp_path / "home"),
-        STREAMKEEPER_DB=str(tmp_path / "cli.duckdb"),
-        PREFECT_API_URL=str(PREFECT_API_URL.value()),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
+    env = {
+        "STREAMKEEPER_HOME": str(tmp_path / "home"),
+        "STREAMKEEPER_DB": str(tmp_path / "cli.duckdb"),
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+    }
     # the spec's DMA subscriptions only: the other connections are shared with the test above
     text = spec_file(tmp_path).read_text()
     only_dma = tmp_path / "dma.yaml"
     only_dma.write_text("dma:" + text.split("\ndma:", 1)[1].split("\nstream:", 1)[0])
     changed = tmp_path / "changed.yaml"
     changed.write_text(only_dma.read_text().replace("time_to_live: 7200", "time_to_live: 7000"))
-    # one process, three commands through the CLI's entry point (a Prefect start costs seconds)
-    script = (
-        "import sys\nfrom streamkeeper.cli import main\n"
-        "for args in sys.argv[1:]:\n"
-        "    code = main(args.split())\n"
-        "    print(f'EXIT {code}', flush=True)\n"
+    # the CLI's entry point in this process (a Prefect start per command costs seconds)
+    applied, clean, pending = (
+        run_streamkeeper([command, str(spec)], env=env)
+        for command, spec in [("apply", only_dma), ("plan", only_dma), ("plan", changed)]
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, f"apply {only_dma}", f"plan {only_dma}", f"plan {changed}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = result.stdout
-    applied, clean, pending = out.split("EXIT ")[0], out.split("EXIT ")[1], out.split("EXIT ")[2]
-    assert [part.split("\n")[0] for part in out.split("EXIT ")[1:]] == ["0", "0", "2"], out[-3000:]
-    assert "Applied: 3" in applied  # created, or adopted when an earlier test made them
-    assert "Plan: 0 to create, 0 to update" in clean
-    assert "time_to_live: 7200 -> 7000" in pending and "1 to update" in pending
-    current = HistoryStore(env["STREAMKEEPER_DB"]).query(
+    assert [applied.returncode, clean.returncode, pending.returncode] == [0, 0, 2], pending.stdout[-3000:]
+    assert "Applied: 3" in applied.stdout  # created, or adopted when an earlier test made them
+    assert "Plan: 0 to create, 0 to update" in clean.stdout
+    assert "time_to_live: 7200 -> 7000" in pending.stdout and "1 to update" in pending.stdout
+    current = HistoryStore(str(env["STREAMKEEPER_DB"])).query(
         "SELECT name FROM current_subscriptions ORDER BY name"
     )
     assert current["name"].tolist() == ["all-conferences", "board-meeting", "town-hall-participants"]
-    bad = subprocess.run(
-        [sys.executable, "-m", "streamkeeper.cli", "plan", str(tmp_path / "nope.yaml")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = run_streamkeeper(["plan", str(tmp_path / "nope.yaml")], env=env)
     assert bad.returncode == 1 and "error: spec file not found" in bad.stderr
 
 

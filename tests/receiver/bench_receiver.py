@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # pollkit, which rxkit uses
 from rxkit import events  # noqa: E402
 from test_load import ReceiverProcess, delivery  # noqa: E402
 

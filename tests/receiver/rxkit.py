@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pollkit import wait_for as wait_for  # re-exported for the receiver tests
 
 from streamkeeper.ingest.landing import load_landing as ingest_landing
 from streamkeeper.receiver import ReceiverConfig, ReceiverServer, read_records
@@ -65,18 +65,6 @@ def events(landing: Path) -> list[dict[str, Any]]:
 
 def gaps(landing: Path) -> list[dict[str, Any]]:
     return [r for r in read_records(landing) if r.get("kind") == "gap"]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `condition` until it returns something truthy (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def assert_no_secrets(landing: Path, *texts: str) -> None:

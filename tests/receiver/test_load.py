@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pollkit import free_port
 from rxkit import (
     DMA_PASSWORD,
     DMA_USER,
@@ -56,12 +56,6 @@ stream:
   load:
     secret: ${LOAD_STREAM_SECRET}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ReceiverProcess:
@@ -172,6 +166,7 @@ def sender(url: str, index: int, acked: list[tuple[str, str, str]], lock: thread
                 backoff.wait(0.05)
 
 
+@pytest.mark.slow  # a load test: receiver processes, SIGKILL, thousands of deliveries
 def test_every_acknowledged_delivery_lands_across_a_crash(
     receiver: ReceiverProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pollkit import wait_for as wait_for  # re-exported for the reliability tests
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -22,18 +24,6 @@ CLI = [sys.executable, "-m", "streamkeeper.cli"]
 RUN_COMMANDS = [sys.executable, str(HERE / "run_commands.py")]  # several commands, one Python start
 DEADLINE = 60.0
 T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], timeout: float = DEADLINE, what: str = "condition") -> T:
-    """Poll `condition` until it returns something truthy (returned); fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.005)
 
 
 def kill_group(process: subprocess.Popen[Any]) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 delivery = st.tuples(st.sampled_from(["plt", "dma"]), st.sampled_from(["s1", "s2"]), st.integers(0, 40))
 
 
+@pytest.mark.slow  # hypothesis over real DuckDB loads: ~5-12 s
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     deliveries=st.lists(delivery, min_size=1, max_size=120), cuts=st.lists(st.integers(0, 120), max_size=6)

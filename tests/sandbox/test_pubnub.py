@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pollkit import wait_for
 from pubnub.callbacks import SubscribeCallback
 from pubnub.enums import PNStatusCategory
 from pubnub.models.consumer.pubsub import PNMessageResult
@@ -98,14 +99,6 @@ def subscribe(pubnub: PubNub, channels: list[str], timetoken: int | None = None)
     builder.execute()
     assert listener.connected.wait(DEADLINE), "the SDK never connected"
     return listener
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 # -- subscribe -------------------------------------------------------------------------------------------

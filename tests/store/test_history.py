@@ -118,6 +118,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # process-level: several writer processes
 def test_concurrent_processes_queue_instead_of_failing(db_path: Path) -> None:
     HistoryStore(db_path).query("SELECT 1")
     procs = [

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SENTINEL = "sentinel-5f1d-do-not-log"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +36,7 @@ def run(mode: str) -> str:
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow  # process-level: child Pythons that start Prefect
 def test_a_process_that_loads_a_flow_masks_registered_secrets_in_prefect_logs() -> None:
     bare = run("bare")  # Prefect alone prints the value: the check can see a leak
     assert f"refresh failed for token {SENTINEL}" in bare

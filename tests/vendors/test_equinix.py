@@ -56,12 +56,14 @@ STREAMS_BODY: dict[str, Any] = {
     "power": [{"accountNo": "133724", "ibx": "PA4"}],
     "config": {"method": "PULL", "provider": "AWS_IOT", "region": "EMEA", "url": "x-ats.iot.amazonaws.com"},
 }
+WEBHOOK = "https://127.0.0.1:9/eq"
 STREAMING_BODY: dict[str, Any] = {
     "messageType": {
         "environmental": [{"accountNumber": "116710", "ibx": ["LD9"], "level": ["CAGE"]}],
         "power": [{"accountNumber": "116710", "ibx": ["LD9", "LD5"]}],
     },
-    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": "https://hooks.example"}},
+    # a closed loopback port: the emulator's pushes fail at once (no lookup of an outside name)
+    "channel": {"channelType": "WEBHOOK", "webhookChannelConfiguration": {"url": WEBHOOK}},
 }
 IOT_CHANNEL = {
     "channelType": "AWS_IOT_CORE",
@@ -250,7 +252,7 @@ def test_streaming_subscription_lifecycle(client: EquinixClient, sandbox: Equini
     assert isinstance(created, StreamingSubscription)
     assert created.status == "ACTIVE" and created.org_id == "org-sandbox"
     assert created.channel is not None and created.channel.channel_type == "WEBHOOK"
-    assert created.channel.webhook_url() == "https://hooks.example"
+    assert created.channel.webhook_url() == WEBHOOK
     assert created.message_type is not None
     assert created.message_type.power[0].ibx == ["LD9", "LD5"]
     assert [s.id for s in client.list_streaming_subscriptions()] == [created.id]
