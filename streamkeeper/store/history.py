@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -54,6 +55,14 @@ T = TypeVar("T")
 
 LOCK_SLOTS = 256
 """Keys (streams, cursors, cache entries) share this many locks per kind: a batch holds at most 256 each."""
+DEDUP_TOLERANCE = pd.Timedelta(seconds=60)
+"""How far apart two deliveries' own times (``occurred_at``) may be and still be compared by the dedup."""
+KEY_BUCKET = pd.Timedelta(seconds=60)
+"""The dedup reads ``event_keys`` in ranges of whole buckets of this width around a batch's event times."""
+MAX_KEY_RANGES = 16
+"""At most this many ranges of ``event_keys`` per batch: the closest ones are merged beyond it."""
+KEY_SQL = "concat_ws(chr(31), vendor, stream, event_id)"
+"""What ``event_keys`` hashes (md5, as two UBIGINTs) for a delivery's key (migration 8)."""
 WRITE_ATTEMPTS = 8
 """How often a batch runs when its commits keep losing races (DuckLake conflicts) before `StoreConflict`."""
 
@@ -72,6 +81,35 @@ def open_backend(settings: StoreSettings, lock_timeout: float = 300.0) -> Backen
 
 class StoreConflict(StoreError):
     """A commit lost a race with another writer's commit (DuckLake); running the batch again may succeed."""
+
+
+def key_ranges(times: pd.Series, tolerance: pd.Timedelta) -> list[tuple[str, str]]:
+    """The few time ranges (ISO text, UTC) covering every time in `times` within `tolerance`.
+
+    Times fall in buckets of `KEY_BUCKET`; adjacent buckets make one range; beyond `MAX_KEY_RANGES`
+    ranges, the ones separated by the smallest gaps are merged. NaT (an untimed event) is left out.
+    """
+    values = times.dropna()
+    if values.empty:
+        return []
+    micros = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    width = KEY_BUCKET // pd.Timedelta(microseconds=1)
+    buckets = np.unique(micros // width)
+    gaps = np.diff(buckets)
+    splits = np.flatnonzero(gaps > 1)
+    if len(splits) >= MAX_KEY_RANGES:  # keep the widest gaps only
+        splits = np.sort(splits[np.argsort(gaps[splits], kind="stable")[-(MAX_KEY_RANGES - 1) :]])
+    starts = np.concatenate([[buckets[0]], buckets[splits + 1]])
+    ends = np.concatenate([buckets[splits], [buckets[-1]]])
+    pad = tolerance // pd.Timedelta(microseconds=1)
+    return [
+        (_iso(int(start) * width - pad), _iso((int(end) + 1) * width + pad))
+        for start, end in zip(starts, ends, strict=True)
+    ]
+
+
+def _iso(micros: int) -> str:
+    return pd.Timestamp(micros, unit="us", tz="UTC").isoformat()
 
 
 def slot_locks(kind: str, keys: Iterable[str]) -> set[str]:
@@ -185,6 +223,21 @@ class HistoryStore:
                     raise
                 time.sleep(random.uniform(0.0, 0.05 * 2**attempt))
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def session(self) -> Iterator[HistoryStore]:
+        """Keep the writer's connection across the batches of the block (an ingest drain: one
+        `load_events` per batch).
+
+        On the embedded file, one connection and the file lock are held from batch to batch (no open,
+        catalog read or checkpoint per batch) and given up between two batches as soon as another process
+        waits for the lock, so readers and other writers still get their turn between batches. Each batch
+        is still its own transaction. On DuckLake, each batch has its own connection anyway (a cursor on
+        the process's one attached instance).
+        """
+        self._ensure_schema()
+        with self.backend.session():
+            yield self
 
     def claims(self) -> AbstractContextManager[Claims]:
         """Names to hold alone across all hosts until the block ends: ``claims.take(name)`` is True for the
@@ -416,23 +469,51 @@ class HistoryStore:
     def _insert_new_events(self, con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
         """Insert the rows of `frame` whose (vendor, stream, event_id) is not stored yet; return how many.
 
-        The one place the dedup happens: an anti-join against ``events``, correct because the caller holds
-        the batch's streams (no other writer adds those keys meanwhile). Its cost grows with the table.
+        The one place the dedup happens, correct because the caller holds the batch's streams (no other
+        writer adds those keys meanwhile). Each stored delivery has a row in ``event_keys``: a 128-bit hash
+        of its key and ``dedup_at``, the event's own time (``occurred_at``: the vendor's time, or the
+        queue's send time, which every re-delivery carries again; NULL when the event has none). A batch
+        is anti-joined only against the keys whose ``dedup_at`` lies within `DEDUP_TOLERANCE` of its own
+        events' times (`key_ranges`: a few ranges, each one scan that zone maps or DuckLake's file
+        statistics prune), plus the untimed keys when the batch has untimed events. So a commit reads what
+        lies near its events in time, whatever the table's size, and a re-delivery of an old event, which
+        carries its old time, is checked against the keys of that time: it is never stored twice, however
+        late it comes. What is not caught: a vendor re-sending an event under the same id with a time
+        moved by more than `DEDUP_TOLERANCE`, or once with a time and once without.
         """
+        frame = frame.assign(_row=np.arange(len(frame), dtype=np.int64))
+        occurred = pd.to_datetime(frame["occurred_at"], utc=True)
+        scans = [
+            f"SELECT k1, k2 FROM event_keys WHERE dedup_at BETWEEN TIMESTAMPTZ '{low}' AND TIMESTAMPTZ '{high}'"
+            for low, high in key_ranges(occurred, DEDUP_TOLERANCE)
+        ]
+        if occurred.isna().any():
+            scans.append("SELECT k1, k2 FROM event_keys WHERE dedup_at IS NULL")
+        columns = ", ".join(f'"{c}"' for c in frame.columns if c != "_row")
         con.register("batch", frame)
         try:
-            result = _run(
+            _run(
                 con,
-                """
-                INSERT INTO events BY NAME
-                SELECT b.* FROM (
-                    SELECT * FROM batch
-                    QUALIFY row_number() OVER (PARTITION BY vendor, stream, event_id ORDER BY received_at) = 1
+                f"""
+                CREATE OR REPLACE TEMP TABLE batch_new AS
+                SELECT b._row, b.k1, b.k2, b.dedup_at FROM (
+                    SELECT _row, md5_number_upper(key) AS k1, md5_number_lower(key) AS k2,
+                           occurred_at::TIMESTAMPTZ AS dedup_at
+                    FROM (SELECT _row, occurred_at, received_at, {KEY_SQL} AS key FROM batch)
+                    QUALIFY row_number() OVER (PARTITION BY k1, k2 ORDER BY received_at, _row) = 1
                 ) AS b
-                ANTI JOIN events AS e
-                  ON e.vendor = b.vendor AND e.stream = b.stream AND e.event_id = b.event_id
+                ANTI JOIN ({" UNION ALL ".join(scans)}) AS e ON e.k1 = b.k1 AND e.k2 = b.k2
                 """,
             )
+            try:
+                result = _run(
+                    con,
+                    f"INSERT INTO events ({columns}) SELECT {columns} FROM batch "
+                    "WHERE _row IN (SELECT _row FROM batch_new)",
+                )
+                _run(con, "INSERT INTO event_keys SELECT k1, k2, dedup_at FROM batch_new ORDER BY dedup_at")
+            finally:
+                _run(con, "DROP TABLE IF EXISTS batch_new")
             return int(result[0][0])  # DuckDB answers an INSERT with its row count
         finally:
             con.unregister("batch")
