@@ -205,11 +205,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000, 30_000_000])
     parser.add_argument("--commits", type=int, default=40)
     parser.add_argument("--batch", type=int, default=1_000)
-    parser.add_argument("--lake", action="store_true", help="also DuckLake (PostgreSQL catalog, data in a dir)")
+    parser.add_argument(
+        "--lake", action="store_true", help="also DuckLake (PostgreSQL catalog, data in a dir)"
+    )
     args = parser.parse_args()
     print(f"$ {' '.join(sys.argv)}")
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
-    print(f"the stream: {EVENTS_PER_SECOND:,} events/s of event time; 30 M rows span {30e6 / EVENTS_PER_SECOND / 3600:.1f} h")
+    print(
+        f"the stream: {EVENTS_PER_SECOND:,} events/s of event time; 30 M rows span {30e6 / EVENTS_PER_SECOND / 3600:.1f} h"
+    )
     base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMKEEPER_", "AWS_"))}
     with tempfile.TemporaryDirectory(prefix="bench-growth-") as tmp:
         work = Path(tmp)
@@ -229,7 +233,13 @@ def main() -> None:
                     "STREAMKEEPER_STORE": f"ducklake:postgres:{pg.conninfo('growth')}",
                     "STREAMKEEPER_DATA_PATH": str(work / "lake") + "/",
                 }
-                run("DuckLake (PostgreSQL catalog, Parquet in a directory)", lake_env, args.sizes, args.commits, args.batch)
+                run(
+                    "DuckLake (PostgreSQL catalog, Parquet in a directory)",
+                    lake_env,
+                    args.sizes,
+                    args.commits,
+                    args.batch,
+                )
             finally:
                 pg.stop()
     print(f"\nuptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")

@@ -31,8 +31,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+from pubnub.pubnub import PubNub
 
 from streamkeeper.ingest import PubNubOptions, PubNubStream, drain_pubnub
+from streamkeeper.ingest.pubnub_source import HISTORY_PAGE, sdk_config
 from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.pubnub import PubNubEmulator
 from streamkeeper.store import HistoryStore
@@ -115,7 +117,9 @@ def store_load(path: Path, parts: list[pd.DataFrame], session: bool) -> tuple[fl
     return seconds, loaded
 
 
-def bench_load(total: int, duplicate_share: float, batch: int, workdir: Path, repeat: int) -> dict[str, float]:
+def bench_load(
+    total: int, duplicate_share: float, batch: int, workdir: Path, repeat: int
+) -> dict[str, float]:
     """Each method `repeat` times, interleaved (bare, session, per batch), on fresh files; medians."""
     frame = events_frame(total, duplicate_share)
     parts = batches(frame, batch)
@@ -173,6 +177,38 @@ def _emulator(conn: Connection) -> None:
         server.stop()
 
 
+def sdk_history_alone(options: PubNubOptions, channels: tuple[str, ...]) -> tuple[float, int]:
+    """The bare baseline of the backlog: the same SDK client reading every channel's whole history in pages
+    of `HISTORY_PAGE` from the service's time back, as the drain does, keeping the messages in a list and
+    storing nothing. Returns seconds and messages read."""
+    pubnub = PubNub(sdk_config("sub-key", options))
+    kept: list[object] = []
+    started = time.perf_counter()
+    try:
+        high = int(pubnub.time().sync().result)
+        for name in channels:
+            start = high + 1
+            while True:
+                result = (
+                    pubnub.fetch_messages()
+                    .channels([name])
+                    .maximum_per_channel(HISTORY_PAGE)
+                    .start(start)
+                    .sync()
+                ).result
+                items = result.channels.get(name, [])
+                if not items:
+                    break
+                kept.extend((name, int(item.timetoken), item.message) for item in items)
+                oldest = min(int(item.timetoken) for item in items)
+                if oldest >= start:
+                    break
+                start = oldest
+    finally:
+        pubnub.stop()
+    return time.perf_counter() - started, len(kept)
+
+
 def bench_pubnub(count: int, workdir: Path) -> dict[str, float]:
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("spawn").Process(target=_emulator, args=(theirs,), daemon=True)
@@ -196,6 +232,8 @@ def bench_pubnub(count: int, workdir: Path) -> dict[str, float]:
         backlog = drain_pubnub(backlog_store, streams, options)
         backlog_seconds = time.perf_counter() - started - options.idle_seconds  # the idle wait is not work
         assert backlog.loaded == count, backlog
+        sdk_seconds, sdk_read = sdk_history_alone(options, CHANNELS)
+        assert sdk_read == count, (sdk_read, count)
 
         # live: published at full speed while the drain listens (live + history reconciliation)
         live_store = HistoryStore(workdir / "pubnub-live.duckdb")
@@ -223,6 +261,8 @@ def bench_pubnub(count: int, workdir: Path) -> dict[str, float]:
             "count": count,
             "backlog_seconds": backlog_seconds,
             "backlog_rate": count / backlog_seconds,
+            "sdk_seconds": sdk_seconds,
+            "sdk_rate": count / sdk_seconds,
             "live_seconds": live_seconds,
             "live_rate": count / live_seconds,
         }
@@ -270,6 +310,10 @@ def main() -> None:
         )
         print(
             f"  backlog (history catch-up): {p['backlog_rate']:>10,.0f} events/s ({p['backlog_seconds']:.2f} s)"
+        )
+        print(
+            f"  the SDK alone reading the same history, storing nothing: {p['sdk_rate']:>10,.0f} events/s "
+            f"({p['sdk_seconds']:.2f} s); backlog vs it: {p['backlog_rate'] / p['sdk_rate']:.2f}"
         )
         print(f"  live (published meanwhile): {p['live_rate']:>10,.0f} events/s ({p['live_seconds']:.2f} s)")
     print(f"uptime: {uptime()}")

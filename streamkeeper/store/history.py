@@ -62,7 +62,8 @@ KEY_BUCKET = pd.Timedelta(seconds=60)
 MAX_KEY_RANGES = 16
 """At most this many ranges of ``event_keys`` per batch: the closest ones are merged beyond it."""
 KEY_SQL = "concat_ws(chr(31), vendor, stream, event_id)"
-"""What ``event_keys`` hashes (md5, as two UBIGINTs) for a delivery's key (migration 8)."""
+"""What ``event_keys`` hashes for a delivery's key (migration 8): md5 as two UBIGINTs, ``k1`` its
+``md5_number_upper`` and ``k2`` its ``md5_number_lower`` (computed from one ``md5_number``)."""
 WRITE_ATTEMPTS = 8
 """How often a batch runs when its commits keep losing races (DuckLake conflicts) before `StoreConflict`."""
 
@@ -92,7 +93,9 @@ def key_ranges(times: pd.Series, tolerance: pd.Timedelta) -> list[tuple[str, str
     values = times.dropna()
     if values.empty:
         return []
-    micros = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    micros = (
+        values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    )
     width = KEY_BUCKET // pd.Timedelta(microseconds=1)
     buckets = np.unique(micros // width)
     gaps = np.diff(buckets)
@@ -488,6 +491,11 @@ class HistoryStore:
         late it comes. What is not caught: a vendor re-sending an event under the same id with a time
         moved by more than `DEDUP_TOLERANCE`, or once with a time and once without.
         """
+        received = pd.to_datetime(frame["received_at"], utc=True)
+        if (
+            not received.is_monotonic_increasing
+        ):  # rows in received order: the first of a key is its least _row
+            frame = frame.iloc[np.argsort(received.to_numpy(), kind="stable")]
         frame = frame.assign(_row=np.arange(len(frame), dtype=np.int64))
         occurred = pd.to_datetime(frame["occurred_at"], utc=True)
         scans = [
@@ -505,11 +513,10 @@ class HistoryStore:
                 con,
                 f"""
                 CREATE OR REPLACE TEMP TABLE batch_new AS
-                SELECT k1, k2, arg_min(_row, (received_at, _row)) AS _row,
-                       arg_min(dedup_at, (received_at, _row)) AS dedup_at
-                FROM (SELECT _row, received_at, occurred_at::TIMESTAMPTZ AS dedup_at,
-                             md5_number_upper(key) AS k1, md5_number_lower(key) AS k2
-                      FROM (SELECT _row, occurred_at, received_at, {KEY_SQL} AS key FROM batch))
+                SELECT k1, k2, min(_row) AS _row, arg_min(dedup_at, _row) AS dedup_at
+                FROM (SELECT _row, occurred_at::TIMESTAMPTZ AS dedup_at,
+                             (h & 18446744073709551615::UHUGEINT)::UBIGINT AS k1, (h >> 64)::UBIGINT AS k2
+                      FROM (SELECT _row, occurred_at, md5_number({KEY_SQL}) AS h FROM batch))
                 GROUP BY k1, k2
                 """,
             )

@@ -22,7 +22,9 @@ from streamkeeper.store.schema import LATEST_VERSION, MIGRATIONS
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def events(ids: list[str], at: list[datetime | None], received: datetime, stream: str = "ch1") -> pd.DataFrame:
+def events(
+    ids: list[str], at: list[datetime | None], received: datetime, stream: str = "ch1"
+) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "vendor": "plt",
@@ -76,7 +78,9 @@ def test_an_untimed_event_is_checked_against_every_untimed_key(store_target: str
 def test_key_ranges_cover_every_time_in_few_ranges() -> None:
     rng = np.random.default_rng(3)
     base = pd.Timestamp(T0)
-    times = pd.Series(base + pd.to_timedelta(rng.integers(0, 10**9, 500), unit="s")).astype("datetime64[us, UTC]")
+    times = pd.Series(base + pd.to_timedelta(rng.integers(0, 10**9, 500), unit="s")).astype(
+        "datetime64[us, UTC]"
+    )
     ranges = key_ranges(pd.concat([times, pd.Series([pd.NaT], dtype=times.dtype)]), DEDUP_TOLERANCE)
     assert 1 <= len(ranges) <= MAX_KEY_RANGES
     bounds = [(pd.Timestamp(low), pd.Timestamp(high)) for low, high in ranges]
@@ -99,7 +103,9 @@ def test_migration_8_backfills_the_keys_of_events_stored_before_it(tmp_path: Pat
     for migration in MIGRATIONS:
         if migration.version < 8:
             con.execute(migration.sql)
-            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
+            con.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name]
+            )
     old = events(["a", "b", "u"], [T0, T0 + timedelta(hours=1), None], received=T0)
     old["loaded_at"] = T0
     old["flow_run_id"] = None
@@ -137,7 +143,10 @@ def test_a_session_keeps_its_writer_yet_lets_another_process_read_between_batche
         assert store.backend._held.con is first  # type: ignore[attr-defined]  # no reopen between batches
         # another process waits for the lock the session holds: it is given up between batches
         reader = subprocess.run(
-            [sys.executable, "-c", SESSION_READER, str(path), "20"], capture_output=True, text=True, timeout=60
+            [sys.executable, "-c", SESSION_READER, str(path), "20"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert reader.returncode == 0, reader.stderr
         assert reader.stdout.strip() == "3"
