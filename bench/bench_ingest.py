@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,35 +31,40 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+from pubnub.pubnub import PubNub
 
 from streamkeeper.ingest import PubNubOptions, PubNubStream, drain_pubnub
+from streamkeeper.ingest.pubnub_source import HISTORY_PAGE, sdk_config
 from streamkeeper.sandbox.base import SandboxServer
 from streamkeeper.sandbox.pubnub import PubNubEmulator
 from streamkeeper.store import HistoryStore
 from streamkeeper.store.records import EVENT_COLUMNS
 
 VENDORS = np.array(["plt", "equinix", "thingspace", "dma", "stream"])
-DEDUP_INSERT = """
-    INSERT INTO events BY NAME
-    SELECT b.* FROM (
-        SELECT * FROM batch
-        QUALIFY row_number() OVER (PARTITION BY vendor, stream, event_id ORDER BY received_at) = 1
-    ) AS b
-    ANTI JOIN events AS e ON e.vendor = b.vendor AND e.stream = b.stream AND e.event_id = b.event_id
-"""
-"""The statement `HistoryStore.load_events` runs (streamkeeper/store/history.py)."""
+EVENTS_PER_SECOND = 1_000
+"""The benchmark's stream: its events' own times (``occurred_at``) are 1 ms apart."""
 
 
-def events_frame(total: int, duplicate_share: float, seed: int = 7) -> pd.DataFrame:
-    """`total` rows: unique events, plus a share of re-deliveries of earlier ones, in arrival order."""
+def events_frame(total: int, duplicate_share: float, seed: int = 7, first: int = 0) -> pd.DataFrame:
+    """`total` deliveries in arrival order: unique events numbered from `first`, each with its own time
+    (``occurred_at``, `EVENTS_PER_SECOND`), and a share of re-deliveries of earlier ones, which carry the
+    original's time and id and arrive later: most within seconds, 1 in 20 minutes later, 1 in 100 from
+    anywhere before (a consumer replaying old history)."""
     rng = np.random.default_rng(seed)
     duplicates = int(total * duplicate_share)
     unique = total - duplicates
-    order = np.concatenate([np.arange(unique), rng.integers(0, unique, duplicates)])
-    order.sort(kind="stable")  # a re-delivery arrives after (or right next to) its original
+    original = rng.integers(0, unique, duplicates)
+    lag = rng.exponential(2_000, duplicates)  # in events, i.e. ms: 2 s on average
+    late = rng.random(duplicates)
+    lag = np.where(late < 0.05, rng.integers(0, 20 * 60_000, duplicates), lag)
+    arrival = np.where(late < 0.01, unique - 1, original + lag).clip(max=unique - 1)
+    order = np.concatenate([np.arange(unique), original])
+    arrives = np.concatenate([np.arange(unique, dtype=float), arrival + 0.5])
+    order = order[np.argsort(arrives, kind="stable")] + first
     n = pd.Series(order)
     vendor = VENDORS[order % len(VENDORS)]
     base = pd.Timestamp("2026-01-01", tz="UTC")
+    arrived = base + pd.to_timedelta(np.sort(arrives) + first + 250, unit="ms")
     return pd.DataFrame(
         {
             "vendor": vendor,
@@ -67,37 +73,22 @@ def events_frame(total: int, duplicate_share: float, seed: int = 7) -> pd.DataFr
             "subscription_id": "sub-" + (order % 20).astype(str),
             "account": "acct-" + (order % 3).astype(str),
             "event_type": np.where(order % 2 == 0, "isConnected", "reading"),
-            "occurred_at": base + pd.to_timedelta(order, unit="ms"),
-            "received_at": base + pd.to_timedelta(order + 250, unit="ms"),
+            "occurred_at": (base + pd.to_timedelta(order, unit="ms")).astype("datetime64[us, UTC]"),
+            "received_at": pd.Series(arrived).astype("datetime64[us, UTC]"),
             "payload": '{"n":' + n.astype(str) + ',"value":"' + (order % 97).astype(str) + '"}',
         },
         columns=EVENT_COLUMNS,
     )
 
 
-def best_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    """The best time of each method over several runs, and the rates and ratio from those."""
-    out = dict(runs[0])
-    for method in ("store", "bare", "dedup"):
-        out[f"{method}_seconds"] = min(r[f"{method}_seconds"] for r in runs)
-        out[f"{method}_rate"] = out["rows"] / out[f"{method}_seconds"]
-    out["ratio"] = out["store_rate"] / out["bare_rate"]
-    return out
-
-
 def batches(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     return [frame.iloc[i : i + size].reset_index(drop=True) for i in range(0, len(frame), size)]
 
 
-def bench_load(total: int, duplicate_share: float, batch: int, workdir: Path) -> dict[str, float]:
-    frame = events_frame(total, duplicate_share)
-    parts = batches(frame, batch)
-    unique = frame.drop_duplicates(["vendor", "stream", "event_id"]).shape[0]
-
-    # bare DuckDB: the same batches, straight INSERT ... SELECT from the DataFrame, one open connection
-    bare_path = workdir / "bare.duckdb"
-    HistoryStore(bare_path).schema_version()  # the same schema
-    con = duckdb.connect(str(bare_path))
+def bare_load(path: Path, parts: list[pd.DataFrame]) -> float:
+    """The bare baseline: the same frames appended to the same ``events`` table, one open connection, a
+    transaction per batch, no dedup. Returns seconds."""
+    con = duckdb.connect(str(path))
     started = time.perf_counter()
     for part in parts:
         part = part.assign(loaded_at=datetime.now(UTC), flow_run_id=None)
@@ -106,48 +97,62 @@ def bench_load(total: int, duplicate_share: float, batch: int, workdir: Path) ->
         con.execute("INSERT INTO events BY NAME SELECT * FROM batch")
         con.execute("COMMIT")
         con.unregister("batch")
-    bare_seconds = time.perf_counter() - started
-    bare_rows = con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
+    seconds = time.perf_counter() - started
     con.close()
-    assert bare_rows == total
+    return seconds
 
-    # the dedup statement of load_events (window + anti-join), on one open connection
-    dedup_path = workdir / "dedup.duckdb"
-    HistoryStore(dedup_path).schema_version()
-    con = duckdb.connect(str(dedup_path))
-    started = time.perf_counter()
-    for part in parts:
-        part = part.assign(loaded_at=datetime.now(UTC), flow_run_id=None)
-        con.register("batch", part)
-        con.execute("BEGIN TRANSACTION")
-        con.execute(DEDUP_INSERT)
-        con.execute("COMMIT")
-        con.unregister("batch")
-    dedup_seconds = time.perf_counter() - started
-    dedup_rows = con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
-    con.close()
-    assert dedup_rows == unique
 
-    # HistoryStore.load_events: the same, plus the lock, a connection (and its checkpoint) per batch
-    store = HistoryStore(workdir / "store.duckdb")
+def store_load(path: Path, parts: list[pd.DataFrame], session: bool) -> tuple[float, int]:
+    """`HistoryStore.load_events`, one call per batch, inside `HistoryStore.session` (as every drain) or
+    not (a connection per batch). Returns seconds and rows stored."""
+    store = HistoryStore(path)
     store.schema_version()
     started = time.perf_counter()
-    loaded = sum(store.load_events(part) for part in parts)
-    store_seconds = time.perf_counter() - started
-    stored = int(store.query("SELECT count(*) AS n FROM events")["n"][0])
-    assert loaded == stored == unique, (loaded, stored, unique)
-    return {
-        "rows": total,
-        "unique": unique,
-        "batch": batch,
-        "store_seconds": store_seconds,
-        "store_rate": total / store_seconds,
-        "bare_seconds": bare_seconds,
-        "bare_rate": total / bare_seconds,
-        "dedup_seconds": dedup_seconds,
-        "dedup_rate": total / dedup_seconds,
-        "ratio": (total / store_seconds) / (total / bare_seconds),
-    }
+    if session:
+        with store.session():
+            loaded = sum(store.load_events(part) for part in parts)
+    else:
+        loaded = sum(store.load_events(part) for part in parts)
+    seconds = time.perf_counter() - started
+    return seconds, loaded
+
+
+def bench_load(
+    total: int, duplicate_share: float, batch: int, workdir: Path, repeat: int
+) -> dict[str, float]:
+    """Each method `repeat` times, interleaved (bare, session, per batch), on fresh files; medians."""
+    frame = events_frame(total, duplicate_share)
+    parts = batches(frame, batch)
+    unique = frame.drop_duplicates(["vendor", "stream", "event_id"]).shape[0]
+    times: dict[str, list[float]] = {"bare": [], "store": [], "per_batch": []}
+    for k in range(repeat):
+        paths = {name: workdir / f"{name}-{batch}-{k}.duckdb" for name in times}
+        for path in paths.values():
+            HistoryStore(path).schema_version()  # the same schema, made before timing
+        times["bare"].append(bare_load(paths["bare"], parts))
+        seconds, loaded = store_load(paths["store"], parts, session=True)
+        assert loaded == unique, (loaded, unique)
+        times["store"].append(seconds)
+        if k == 0 or batch >= 50_000:  # per-batch connections: once at small batches (slow, for reference)
+            seconds, loaded = store_load(paths["per_batch"], parts, session=False)
+            assert loaded == unique, (loaded, unique)
+            times["per_batch"].append(seconds)
+        stored = HistoryStore(paths["store"]).query(
+            "SELECT count(*) AS n, count(DISTINCT (vendor, stream, event_id)) AS d FROM events"
+        )
+        assert int(stored["n"][0]) == int(stored["d"][0]) == unique
+        for path in paths.values():
+            for leftover in path.parent.glob(path.name + "*"):
+                leftover.unlink()
+    out: dict[str, float] = {"rows": total, "unique": unique, "batch": batch}
+    for name, values in times.items():
+        out[f"{name}_seconds"] = float(np.median(values))
+        out[f"{name}_rate"] = total / out[f"{name}_seconds"]
+        out[f"{name}_runs"] = len(values)
+    out["ratio"] = out["store_rate"] / out["bare_rate"]
+    out["ratios"] = ", ".join(f"{b / s:.2f}" for b, s in zip(times["bare"], times["store"], strict=True))  # type: ignore[assignment]
+    out["per_batch_ratio"] = out["per_batch_rate"] / out["bare_rate"]
+    return out
 
 
 CHANNELS = tuple(f"bench-partner_sub{i}" for i in range(1, 5))
@@ -170,6 +175,38 @@ def _emulator(conn: Connection) -> None:
             conn.send(count)
     finally:
         server.stop()
+
+
+def sdk_history_alone(options: PubNubOptions, channels: tuple[str, ...]) -> tuple[float, int]:
+    """The bare baseline of the backlog: the same SDK client reading every channel's whole history in pages
+    of `HISTORY_PAGE` from the service's time back, as the drain does, keeping the messages in a list and
+    storing nothing. Returns seconds and messages read."""
+    pubnub = PubNub(sdk_config("sub-key", options))
+    kept: list[object] = []
+    started = time.perf_counter()
+    try:
+        high = int(pubnub.time().sync().result)
+        for name in channels:
+            start = high + 1
+            while True:
+                result = (
+                    pubnub.fetch_messages()
+                    .channels([name])
+                    .maximum_per_channel(HISTORY_PAGE)
+                    .start(start)
+                    .sync()
+                ).result
+                items = result.channels.get(name, [])
+                if not items:
+                    break
+                kept.extend((name, int(item.timetoken), item.message) for item in items)
+                oldest = min(int(item.timetoken) for item in items)
+                if oldest >= start:
+                    break
+                start = oldest
+    finally:
+        pubnub.stop()
+    return time.perf_counter() - started, len(kept)
 
 
 def bench_pubnub(count: int, workdir: Path) -> dict[str, float]:
@@ -195,6 +232,8 @@ def bench_pubnub(count: int, workdir: Path) -> dict[str, float]:
         backlog = drain_pubnub(backlog_store, streams, options)
         backlog_seconds = time.perf_counter() - started - options.idle_seconds  # the idle wait is not work
         assert backlog.loaded == count, backlog
+        sdk_seconds, sdk_read = sdk_history_alone(options, CHANNELS)
+        assert sdk_read == count, (sdk_read, count)
 
         # live: published at full speed while the drain listens (live + history reconciliation)
         live_store = HistoryStore(workdir / "pubnub-live.duckdb")
@@ -222,6 +261,8 @@ def bench_pubnub(count: int, workdir: Path) -> dict[str, float]:
             "count": count,
             "backlog_seconds": backlog_seconds,
             "backlog_rate": count / backlog_seconds,
+            "sdk_seconds": sdk_seconds,
+            "sdk_rate": count / sdk_seconds,
             "live_seconds": live_seconds,
             "live_rate": count / live_seconds,
         }
@@ -237,33 +278,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[100_000, 5_000], help="rows per commit")
     parser.add_argument("--pubnub-events", type=int, default=50_000)
     parser.add_argument(
-        "--repeat", type=int, default=1, help="runs per batch size; the best time of each counts"
+        "--repeat", type=int, default=3, help="runs per batch size, interleaved; the median counts"
     )
     args = parser.parse_args()
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"$ {' '.join(sys.argv)}")
+    print(f"uptime: {uptime()}  ({os.cpu_count()} CPUs)")
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         workdir = Path(tmp)
         print(f"load {args.events:,} events ({args.duplicates:.0%} duplicates) into events")
         print(
             f"{'batch':>8} {'load_events rows/s':>19} {'bare insert rows/s':>19} {'ratio':>6}"
-            f" {'dedup SQL, 1 conn rows/s':>25}"
+            f" {'no session rows/s':>25} {'ratio':>6}"
         )
         for size in args.batch:
-            runs = []
-            for k in range(args.repeat):
-                sub = workdir / f"batch-{size}-{k}"
-                sub.mkdir()
-                runs.append(bench_load(args.events, args.duplicates, size, sub))
-                shutil.rmtree(sub)
-            r = best_of(runs)
+            r = bench_load(args.events, args.duplicates, size, workdir, args.repeat)
             print(
                 f"{size:>8,} {r['store_rate']:>19,.0f} {r['bare_rate']:>19,.0f} {r['ratio']:>6.2f}"
-                f" {r['dedup_rate']:>25,.0f}"
+                f" {r['per_batch_rate']:>25,.0f} {r['per_batch_ratio']:>6.2f}"
             )
             print(
-                f"         ({r['store_seconds']:.2f} s vs {r['bare_seconds']:.2f} s bare, "
-                f"{r['dedup_seconds']:.2f} s dedup SQL on one connection; {r['unique']:,} unique rows stored)"
+                f"         (medians of {r['store_runs']:.0f} runs: {r['store_seconds']:.2f} s vs "
+                f"{r['bare_seconds']:.2f} s bare, ratios per run {r['ratios']}; "
+                f"{r['unique']:,} unique rows stored)"
             )
         print()
         p = bench_pubnub(args.pubnub_events, workdir)
@@ -274,8 +311,16 @@ def main() -> None:
         print(
             f"  backlog (history catch-up): {p['backlog_rate']:>10,.0f} events/s ({p['backlog_seconds']:.2f} s)"
         )
+        print(
+            f"  the SDK alone reading the same history, storing nothing: {p['sdk_rate']:>10,.0f} events/s "
+            f"({p['sdk_seconds']:.2f} s); backlog vs it: {p['backlog_rate'] / p['sdk_rate']:.2f}"
+        )
         print(f"  live (published meanwhile): {p['live_rate']:>10,.0f} events/s ({p['live_seconds']:.2f} s)")
-    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(f"uptime: {uptime()}")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
@@ -76,6 +77,21 @@ class SourceReport(BaseModel):
         self.batches += other.batches
         self.retries += other.retries
         self.seconds += other.seconds
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def in_session(drain: Callable[Concatenate[HistoryStore, P], R]) -> Callable[Concatenate[HistoryStore, P], R]:
+    """Run a drain inside `HistoryStore.session`: one writer for all its batches (each its own commit)."""
+
+    @functools.wraps(drain)
+    def run(store: HistoryStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        with store.session():
+            return drain(store, *args, **kwargs)
+
+    return run
 
 
 class BatchLoader:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from streamkeeper.ingest.base import BatchLoader, SourceReport, Stopwatch
+from streamkeeper.ingest.base import BatchLoader, SourceReport, Stopwatch, in_session
 from streamkeeper.ingest.normalize import Row, equinix_event
 from streamkeeper.store import HistoryStore
 from streamkeeper.vendors.equinix import DEFAULT_PAGE_SIZE, EquinixClient
@@ -45,6 +45,7 @@ def pull_subscriptions(client: EquinixClient) -> list[str]:
     return [subscription.subscription_id] if (subscription.config.method or "").upper() == "PULL" else []
 
 
+@in_session
 def drain_equinix(
     store: HistoryStore,
     client: EquinixClient,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from streamkeeper.ingest.base import BatchLoader, SourceReport, Stopwatch, aws_call
+from streamkeeper.ingest.base import BatchLoader, SourceReport, Stopwatch, aws_call, in_session
 from streamkeeper.ingest.normalize import Row, aws_events, parse_time
 from streamkeeper.store import HistoryStore
 
@@ -29,6 +29,7 @@ def cursor_key(stream_name: str, shard_id: str) -> str:
     return f"{CURSOR_PREFIX}:{stream_name}:{shard_id}"
 
 
+@in_session
 def drain_kinesis(
     store: HistoryStore,
     kinesis: Any,

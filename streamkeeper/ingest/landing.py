@@ -39,7 +39,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from streamkeeper.errors import StoreError
-from streamkeeper.ingest.base import SourceReport, Stopwatch, after_commit
+from streamkeeper.ingest.base import SourceReport, Stopwatch, after_commit, in_session
 from streamkeeper.ingest.identity import drop_stored_previous
 from streamkeeper.ingest.normalize import Row, frame, holdable, landing_event, parse_time
 from streamkeeper.landing_storage import (
@@ -127,6 +127,7 @@ class Poison(ValueError):
         self.about = dict(about or {})
 
 
+@in_session
 def load_landing(
     store: HistoryStore,
     landing: str | Path | None = None,

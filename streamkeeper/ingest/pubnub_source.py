@@ -49,7 +49,7 @@ from pubnub.pnconfiguration import PNConfiguration
 from pubnub.pubnub import PubNub
 from pydantic import BaseModel, Field
 
-from streamkeeper.ingest.base import BatchLoader, IngestError, SourceReport, Stopwatch
+from streamkeeper.ingest.base import BatchLoader, IngestError, SourceReport, Stopwatch, in_session
 from streamkeeper.ingest.normalize import Row, plt_event
 from streamkeeper.store import HistoryStore
 from streamkeeper.vendors.http.retry import RetryPolicy
@@ -196,6 +196,7 @@ def plt_streams(client: PLTClient) -> list[PubNubStream]:
     return streams
 
 
+@in_session
 def drain_pubnub(
     store: HistoryStore,
     streams: Sequence[PubNubStream],

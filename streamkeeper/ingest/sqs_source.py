@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from streamkeeper.ingest.base import BatchLoader, SourceReport, Stopwatch, aws_call
+from streamkeeper.ingest.base import BatchLoader, SourceReport, Stopwatch, aws_call, in_session
 from streamkeeper.ingest.normalize import Row, aws_events, parse_time
 from streamkeeper.store import HistoryStore
 
@@ -27,6 +27,7 @@ def queue_name(queue_url: str) -> str:
     return queue_url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
 
 
+@in_session
 def drain_sqs(
     store: HistoryStore,
     sqs: Any,

@@ -73,6 +73,11 @@ class Backend(ABC):
             locks: what this writer must hold alone across all hosts for its whole transaction.
         """
 
+    def session(self) -> AbstractContextManager[None]:
+        """Keep what each batch would open (a connection, a lock) across the batches of the block, where
+        the backend can. Default: nothing kept; each batch opens its own."""
+        return nullcontext()
+
     def claims(self) -> AbstractContextManager[Claims]:
         """Claims held until the block ends (or the process dies). Default: every claim is granted, as on a
         store that only one host writes, whose writers its file lock serialises."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -54,6 +55,15 @@ T = TypeVar("T")
 
 LOCK_SLOTS = 256
 """Keys (streams, cursors, cache entries) share this many locks per kind: a batch holds at most 256 each."""
+DEDUP_TOLERANCE = pd.Timedelta(seconds=60)
+"""How far apart two deliveries' own times (``occurred_at``) may be and still be compared by the dedup."""
+KEY_BUCKET = pd.Timedelta(seconds=60)
+"""The dedup reads ``event_keys`` in ranges of whole buckets of this width around a batch's event times."""
+MAX_KEY_RANGES = 16
+"""At most this many ranges of ``event_keys`` per batch: the closest ones are merged beyond it."""
+KEY_SQL = "concat_ws(chr(31), vendor, stream, event_id)"
+"""What ``event_keys`` hashes for a delivery's key (migration 8): md5 as two UBIGINTs, ``k1`` its
+``md5_number_upper`` and ``k2`` its ``md5_number_lower`` (computed from one ``md5_number``)."""
 WRITE_ATTEMPTS = 8
 """How often a batch runs when its commits keep losing races (DuckLake conflicts) before `StoreConflict`."""
 
@@ -72,6 +82,37 @@ def open_backend(settings: StoreSettings, lock_timeout: float = 300.0) -> Backen
 
 class StoreConflict(StoreError):
     """A commit lost a race with another writer's commit (DuckLake); running the batch again may succeed."""
+
+
+def key_ranges(times: pd.Series, tolerance: pd.Timedelta) -> list[tuple[str, str]]:
+    """The few time ranges (ISO text, UTC) covering every time in `times` within `tolerance`.
+
+    Times fall in buckets of `KEY_BUCKET`; adjacent buckets make one range; beyond `MAX_KEY_RANGES`
+    ranges, the ones separated by the smallest gaps are merged. NaT (an untimed event) is left out.
+    """
+    values = times.dropna()
+    if values.empty:
+        return []
+    micros = (
+        values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    )
+    width = KEY_BUCKET // pd.Timedelta(microseconds=1)
+    buckets = np.unique(micros // width)
+    gaps = np.diff(buckets)
+    splits = np.flatnonzero(gaps > 1)
+    if len(splits) >= MAX_KEY_RANGES:  # keep the widest gaps only
+        splits = np.sort(splits[np.argsort(gaps[splits], kind="stable")[-(MAX_KEY_RANGES - 1) :]])
+    starts = np.concatenate([[buckets[0]], buckets[splits + 1]])
+    ends = np.concatenate([buckets[splits], [buckets[-1]]])
+    pad = tolerance // pd.Timedelta(microseconds=1)
+    return [
+        (_iso(int(start) * width - pad), _iso((int(end) + 1) * width + pad))
+        for start, end in zip(starts, ends, strict=True)
+    ]
+
+
+def _iso(micros: int) -> str:
+    return pd.Timestamp(micros, unit="us", tz="UTC").isoformat()
 
 
 def slot_locks(kind: str, keys: Iterable[str]) -> set[str]:
@@ -185,6 +226,21 @@ class HistoryStore:
                     raise
                 time.sleep(random.uniform(0.0, 0.05 * 2**attempt))
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def session(self) -> Iterator[HistoryStore]:
+        """Keep the writer's connection across the batches of the block (an ingest drain: one
+        `load_events` per batch).
+
+        On the embedded file, one connection and the file lock are held from batch to batch (no open,
+        catalog read or checkpoint per batch) and given up between two batches as soon as another process
+        waits for the lock, so readers and other writers still get their turn between batches. Each batch
+        is still its own transaction. On DuckLake, each batch has its own connection anyway (a cursor on
+        the process's one attached instance).
+        """
+        self._ensure_schema()
+        with self.backend.session():
+            yield self
 
     def claims(self) -> AbstractContextManager[Claims]:
         """Names to hold alone across all hosts until the block ends: ``claims.take(name)`` is True for the
@@ -386,10 +442,17 @@ class HistoryStore:
         if missing:
             raise ValueError(f"events batch lacks columns: {', '.join(missing)}")
         frame = events[EVENT_COLUMNS].copy()
-        frame["payload"] = [p if isinstance(p, str) or p is None else json.dumps(p) for p in frame["payload"]]
+        if frame["payload"].dtype == object:  # dicts or lists to JSON text; text columns scan faster
+            frame["payload"] = pd.Series(
+                [p if isinstance(p, str) or p is None else json.dumps(p) for p in frame["payload"]],
+                index=frame.index,
+                dtype="str",
+            )
         frame["loaded_at"] = utcnow()
         frame["flow_run_id"] = self.flow_run_id
-        locks = stream_locks(frame) | slot_locks("cursor", cursors or {})
+        locks: set[str] = set()
+        if not self.backend.holds_all_locks():  # the embedded file's lock serialises every writer
+            locks = stream_locks(frame) | slot_locks("cursor", cursors or {})
         if con is not None:
             self._check_held(con, locks)
             return self._load_events(con, frame, cursors)
@@ -416,23 +479,66 @@ class HistoryStore:
     def _insert_new_events(self, con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
         """Insert the rows of `frame` whose (vendor, stream, event_id) is not stored yet; return how many.
 
-        The one place the dedup happens: an anti-join against ``events``, correct because the caller holds
-        the batch's streams (no other writer adds those keys meanwhile). Its cost grows with the table.
+        The one place the dedup happens, correct because the caller holds the batch's streams (no other
+        writer adds those keys meanwhile). Each stored delivery has a row in ``event_keys``: a 128-bit hash
+        of its key and ``dedup_at``, the event's own time (``occurred_at``: the vendor's time, or the
+        queue's send time, which every re-delivery carries again; NULL when the event has none). A batch
+        is anti-joined only against the keys whose ``dedup_at`` lies within `DEDUP_TOLERANCE` of its own
+        events' times (`key_ranges`: a few ranges, each one scan that zone maps or DuckLake's file
+        statistics prune), plus the untimed keys when the batch has untimed events. So a commit reads what
+        lies near its events in time, whatever the table's size, and a re-delivery of an old event, which
+        carries its old time, is checked against the keys of that time: it is never stored twice, however
+        late it comes. What is not caught: a vendor re-sending an event under the same id with a time
+        moved by more than `DEDUP_TOLERANCE`, or once with a time and once without.
         """
+        received = pd.to_datetime(frame["received_at"], utc=True)
+        if (
+            not received.is_monotonic_increasing
+        ):  # rows in received order: the first of a key is its least _row
+            frame = frame.iloc[np.argsort(received.to_numpy(), kind="stable")]
+        frame = frame.assign(_row=np.arange(len(frame), dtype=np.int64))
+        occurred = pd.to_datetime(frame["occurred_at"], utc=True)
+        scans = [
+            f"SELECT k1, k2 FROM event_keys WHERE dedup_at BETWEEN TIMESTAMPTZ '{low}' AND TIMESTAMPTZ '{high}'"
+            for low, high in key_ranges(occurred, DEDUP_TOLERANCE)
+        ]
+        if occurred.isna().any():
+            scans.append("SELECT k1, k2 FROM event_keys WHERE dedup_at IS NULL")
+        columns = ", ".join(f'"{c}"' for c in frame.columns if c != "_row")
         con.register("batch", frame)
         try:
-            result = _run(
+            # the batch's keys, each once (its first received delivery): a GROUP BY, far cheaper in DuckDB
+            # than a window over a small batch
+            _run(
                 con,
-                """
-                INSERT INTO events BY NAME
-                SELECT b.* FROM (
-                    SELECT * FROM batch
-                    QUALIFY row_number() OVER (PARTITION BY vendor, stream, event_id ORDER BY received_at) = 1
-                ) AS b
-                ANTI JOIN events AS e
-                  ON e.vendor = b.vendor AND e.stream = b.stream AND e.event_id = b.event_id
+                f"""
+                CREATE OR REPLACE TEMP TABLE batch_new AS
+                SELECT k1, k2, min(_row) AS _row, arg_min(dedup_at, _row) AS dedup_at
+                FROM (SELECT _row, occurred_at::TIMESTAMPTZ AS dedup_at,
+                             (h & 18446744073709551615::UHUGEINT)::UBIGINT AS k1, (h >> 64)::UBIGINT AS k2
+                      FROM (SELECT _row, occurred_at, md5_number({KEY_SQL}) AS h FROM batch))
+                GROUP BY k1, k2
                 """,
             )
+            # less those stored: the keys near the batch's times, probed against the batch's (a hash table
+            # of the batch, not of the keys read)
+            _run(
+                con,
+                f"""
+                DELETE FROM batch_new WHERE (k1, k2) IN (
+                    SELECT (e.k1, e.k2) FROM ({" UNION ALL ".join(scans)}) AS e
+                    WHERE e.k1 IN (SELECT k1 FROM batch_new))
+                """,
+            )
+            try:
+                result = _run(
+                    con,
+                    f"INSERT INTO events ({columns}) SELECT {columns} FROM batch "
+                    "WHERE _row IN (SELECT _row FROM batch_new)",
+                )
+                _run(con, "INSERT INTO event_keys SELECT k1, k2, dedup_at FROM batch_new ORDER BY dedup_at")
+            finally:
+                _run(con, "DROP TABLE IF EXISTS batch_new")
             return int(result[0][0])  # DuckDB answers an INSERT with its row count
         finally:
             con.unregister("batch")

@@ -66,6 +66,50 @@ class FileLock:
             finally:
                 os.close(fd)
 
+    def acquire(self, exclusive: bool = True) -> int:
+        """Take the lock (through the turnstile, as `hold`) and return its descriptor for `release`.
+
+        Not serialised with this process's threads (`hold` is): for a holder that keeps the lock across
+        batches and gives it up from another thread (`streamkeeper.store.embedded` sessions).
+        """
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            gate = os.open(self.gate, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                deadline = time.monotonic() + self.timeout
+                self._acquire(gate, mode, deadline)
+                try:
+                    self._acquire(fd, mode, deadline)
+                finally:
+                    fcntl.flock(gate, fcntl.LOCK_UN)
+            finally:
+                os.close(gate)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def release(self, fd: int) -> None:
+        """Give up a lock `acquire` returned."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def waited_for(self) -> bool:
+        """Whether another holder (a process, or a thread with its own descriptor) waits for its turn: it
+        is in the turnstile, which every waiter holds while it waits (a writer alone, readers shared)."""
+        gate = os.open(self.gate, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(gate)  # closing drops the probe's own lock
+        return False
+
     def _acquire(self, fd: int, mode: int, deadline: float) -> None:
         delay = 0.002
         while True:

@@ -276,6 +276,26 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     Migration(
+        8,
+        "event_keys: each stored delivery's key as a 128-bit hash and the event's own time, for the dedup",
+        # The dedup (HistoryStore.load_events) reads only the keys whose dedup_at lies near the batch's
+        # events' own times (DuckDB's zone maps and DuckLake's file statistics prune the rest), so a commit's
+        # cost does not grow with the table. k1, k2: md5 of vendor, stream and event_id (see history.KEY_SQL).
+        """
+        CREATE TABLE event_keys (
+            k1 UBIGINT NOT NULL,
+            k2 UBIGINT NOT NULL,
+            dedup_at TIMESTAMPTZ
+        );
+        INSERT INTO event_keys
+        SELECT md5_number_upper(concat_ws(chr(31), vendor, stream, event_id)),
+               md5_number_lower(concat_ws(chr(31), vendor, stream, event_id)),
+               min(occurred_at)
+        FROM events GROUP BY vendor, stream, event_id
+        ORDER BY 3 NULLS FIRST;
+        """,
+    ),
+    Migration(
         10,
         "stream_health: per stream and subscription, is it flowing, how late, gaps, failures (docs/health.md)",
         # stream_resyncs is a placeholder (no rows) until gap_resyncs exists: then
