@@ -43,10 +43,15 @@ def parse(page: str) -> Links:
     return links
 
 
+MINUTE = 45
+
+
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
     db = tmp_path_factory.mktemp("dashboard") / "history.duckdb"
-    return db, seed(HistoryStore(db))
+    # a fixed minute of the hour: whether a sub expiring in 30 min has an hourly run before it depends on it
+    now = datetime.now(UTC).replace(minute=MINUTE, second=0, microsecond=0)
+    return db, seed(HistoryStore(db), now=now)
 
 
 def one_error(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> None:

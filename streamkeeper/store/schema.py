@@ -296,7 +296,7 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     Migration(
-        10,
+        9,
         "stream_health: per stream and subscription, is it flowing, how late, gaps, failures (docs/health.md)",
         # stream_resyncs is a placeholder (no rows) until gap_resyncs exists: then
         #   CREATE OR REPLACE VIEW stream_resyncs AS SELECT vendor, stream, subscription_id, <its time> AS resynced_at
