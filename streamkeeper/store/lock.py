@@ -43,28 +43,12 @@ class FileLock:
     @contextmanager
     def hold(self, exclusive: bool = True) -> Iterator[None]:
         """Hold the lock for the duration of the block."""
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         with self._thread_lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self.acquire(exclusive)
             try:
-                gate = os.open(self.gate, os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    deadline = time.monotonic() + self.timeout
-                    # through the turnstile (a writer holds it while waiting): then wait for the turn
-                    self._acquire(gate, mode, deadline)
-                    try:
-                        self._acquire(fd, mode, deadline)
-                    finally:
-                        fcntl.flock(gate, fcntl.LOCK_UN)
-                finally:
-                    os.close(gate)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                yield
             finally:
-                os.close(fd)
+                self.release(fd)
 
     def acquire(self, exclusive: bool = True) -> int:
         """Take the lock (through the turnstile, as `hold`) and return its descriptor for `release`.
